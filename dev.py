@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Bootstrap and run laned from a fresh clone with nothing but Python >= 3.11.
+
+    python3 dev.py demo [ARGS...]    the whole lane end to end on simulators
+    python3 dev.py test [ARGS...]    the test suite (ARGS go to pytest)
+    python3 dev.py laned ARGS...     any laned subcommand inside the project's environment
+    python3 dev.py bench [ARGS...]   the benchmarks
+
+The first run creates `.venv/` beside this file and installs the project into
+it (editable, with its test tools); later runs reuse it and reinstall only when
+pyproject.toml changed. Set LANED_VENV to use another folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("LANED_VENV", ROOT / ".venv"))
+STAMP = VENV / ".laned-installed"
+
+
+def _python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _wanted_stamp() -> str:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    return f"{digest} {sys.version_info[:2]}"
+
+
+def ensure_env() -> Path:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 is there
+        sys.exit(f"laned needs Python >= 3.11; this is {sys.version.split()[0]}")
+    python = _python()
+    if not python.exists():
+        print(f"dev.py: creating the environment in {VENV}", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    if not STAMP.exists() or STAMP.read_text() != _wanted_stamp():
+        print("dev.py: installing laned and its test tools (once)", file=sys.stderr)
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "install", "-e", f"{ROOT}[test]"], check=True)
+        STAMP.write_text(_wanted_stamp())
+    return python
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    python = ensure_env()
+    if command == "test":
+        args = [str(python), "-m", "pytest", *rest]
+    elif command == "demo":
+        args = [str(python), "-m", "laned.cli", "demo", *rest]
+    elif command == "bench":
+        args = [str(python), "-m", "laned.cli", "bench", *rest]
+    elif command == "laned":
+        args = [str(python), "-m", "laned.cli", *rest]
+    else:
+        print(f"dev.py: unknown command {command!r}; try: demo, test, bench, laned", file=sys.stderr)
+        return 2
+    return subprocess.call(args, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,322 @@
+"""The one life of every device driver: connect, run, lose the link, back off, reconnect.
+
+A driver subclasses `Driver` and implements four small methods:
+
+    _open()     open the transport (serial port, TCP connection)
+    _close()    close it; must not raise
+    _hello()    the first exchange after opening (identify, read status); proves the device answers
+    _poll()     one cycle of background reading (live values); called at `poll_interval_s`
+
+Everything else lives here once: the supervision loop, capped exponential
+backoff with jitter, health state (`connecting`, `connected`, `degraded`,
+`disconnected`) with the last error, one request at a time on the line
+(`exchange()` holds the line lock), fan-out of readings to subscribers, and
+the safe state (`safe_stop()`) that runs before anything else when the daemon
+stops or a procedure fails. A device is marked `connected` only after a good
+read, never on merely opening a port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+import structlog
+
+from drivers.errors import DeviceError, DeviceStale, DeviceTimeout, DeviceUnavailable
+
+log = structlog.get_logger("drivers")
+
+R = TypeVar("R")
+
+
+class HealthState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DEGRADED = "degraded"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+@dataclass
+class DeviceHealth:
+    """What `…/status` shows for one device."""
+
+    state: HealthState = HealthState.DISCONNECTED
+    since: float = field(default_factory=time.time)
+    last_error: str | None = None
+    last_good_read: float | None = None
+    consecutive_errors: int = 0
+    errors_total: int = 0
+    reconnects: int = 0
+    identity: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "since": self.since,
+            "last_error": self.last_error,
+            "last_good_read": self.last_good_read,
+            "errors_total": self.errors_total,
+            "reconnects": self.reconnects,
+            "identity": dict(self.identity),
+        }
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with jitter: initial, ×factor each failure, at most max_s."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2  # ± this fraction
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        base = min(self.max_s, self.initial_s * self.factor ** max(0, attempt))
+        spread = (rng or random).uniform(-self.jitter, self.jitter)
+        return max(0.0, min(self.max_s, base * (1.0 + spread)))
+
+
+class Broadcast(Generic[R]):
+    """Fan-out of readings to any number of subscribers. A slow subscriber loses its oldest
+    readings (and is told how many), never blocks the driver."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self._queues: set[asyncio.Queue[R]] = set()
+        self._maxsize = maxsize
+        self.latest: R | None = None
+        self.dropped = 0
+
+    def publish(self, item: R) -> None:
+        self.latest = item
+        for queue in self._queues:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                    self.dropped += 1
+            queue.put_nowait(item)
+
+    @contextlib.contextmanager
+    def subscription(self, maxsize: int | None = None) -> Any:
+        queue: asyncio.Queue[R] = asyncio.Queue(maxsize or self._maxsize)
+        self._queues.add(queue)
+        try:
+            yield queue
+        finally:
+            self._queues.discard(queue)
+
+    async def stream(self) -> AsyncIterator[R]:
+        with self.subscription() as queue:
+            while True:
+                yield await queue.get()
+
+
+HealthListener = Callable[[str, DeviceHealth], None]
+
+
+class Driver(ABC):
+    """Base of every device driver. See the module docstring for what a subclass adds."""
+
+    kind: ClassVar[str] = "device"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        port: str,
+        poll_interval_s: float = 0.1,
+        backoff: Backoff | None = None,
+        errors_to_disconnect: int = 3,
+    ) -> None:
+        self.name = name
+        self.port = port
+        self.poll_interval_s = poll_interval_s
+        self.backoff = backoff or Backoff()
+        self.errors_to_disconnect = errors_to_disconnect
+        self.health = DeviceHealth()
+        self.readings: Broadcast[Any] = Broadcast()
+        self._line = asyncio.Lock()
+        self._listeners: list[HealthListener] = []
+        self._stopping = asyncio.Event()
+        self._open_now = False
+        self._connected = asyncio.Event()
+        self.log = log.bind(device=name, kind=self.kind, port=port)
+
+    # ----- what a subclass implements ------------------------------------------
+
+    @abstractmethod
+    async def _open(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @abstractmethod
+    async def _hello(self) -> None:
+        """First exchange after opening (through `exchange()`); raise DeviceError if the device
+        does not answer right."""
+
+    async def _poll(self) -> None:  # noqa: B027 - optional: many devices have nothing to poll
+        """One cycle of background reading; publish readings with `self.readings.publish`."""
+
+    async def _safe_state(self) -> None:  # noqa: B027 - optional
+        """Put the device in its safe state (motors off, pump off). Called with the line held:
+        talk to the device directly, not through `exchange()`."""
+
+    # ----- health ---------------------------------------------------------------
+
+    def add_health_listener(self, listener: HealthListener) -> None:
+        self._listeners.append(listener)
+
+    def _set_state(self, state: HealthState, error: str | None = None) -> None:
+        if error is not None:
+            self.health.last_error = error
+        if state == self.health.state:
+            return
+        previous = self.health.state
+        self.health.state = state
+        self.health.since = time.time()
+        event = "device_state"
+        fields: dict[str, Any] = {"state": str(state), "previous": str(previous)}
+        if error:
+            fields["error"] = error
+        (self.log.warning if state in (HealthState.DEGRADED, HealthState.DISCONNECTED) else self.log.info)(
+            event, **fields
+        )
+        if state == HealthState.CONNECTED:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        for listener in list(self._listeners):
+            try:
+                listener(self.name, self.health)
+            except Exception:  # a listener's bug must not take the driver down
+                self.log.exception("health_listener_failed")
+
+    def good_read(self) -> None:
+        """Record a good exchange: the device answers correctly."""
+        self.health.consecutive_errors = 0
+        self.health.last_good_read = time.time()
+        self._set_state(HealthState.CONNECTED)
+
+    def bad_read(self, error: DeviceError) -> None:
+        """Record a failed exchange; enough of them in a row mean the link is gone."""
+        self.health.consecutive_errors += 1
+        self.health.errors_total += 1
+        if self.health.consecutive_errors >= self.errors_to_disconnect or isinstance(error, DeviceUnavailable):
+            self._set_state(HealthState.DISCONNECTED, str(error))
+        else:
+            self._set_state(HealthState.DEGRADED, str(error))
+
+    @property
+    def is_connected(self) -> bool:
+        return self.health.state in (HealthState.CONNECTED, HealthState.DEGRADED)
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        """Wait for a good read; raises DeviceUnavailable naming the last error on timeout."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except TimeoutError:
+            raise DeviceUnavailable(
+                self.name,
+                f"not connected after {timeout_s:g} s (last error: {self.health.last_error})",
+                port=self.port,
+            ) from None
+
+    # ----- requests -------------------------------------------------------------
+
+    async def exchange(self, work: Callable[[], Awaitable[R]]) -> R:
+        """Run one request/reply on the line, alone. Records health from its outcome and
+        re-raises the error for the caller."""
+        if not self._open_now:
+            raise DeviceUnavailable(
+                self.name, f"not connected ({self.health.last_error or 'port closed'})", port=self.port
+            )
+        async with self._line:
+            try:
+                result = await work()
+            except DeviceError as exc:
+                self.bad_read(exc)
+                raise
+        self.good_read()
+        return result
+
+    # ----- life -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Supervise the device until `stop()`: open, hello, poll; on loss back off and retry, forever."""
+        attempt = 0
+        while not self._stopping.is_set():
+            self._set_state(HealthState.CONNECTING)
+            try:
+                await self._open()
+                self._open_now = True
+                await self._hello()
+                self.good_read()
+                attempt = 0
+                await self._poll_loop()
+            except DeviceError as exc:
+                self.health.errors_total += 1
+                self._set_state(HealthState.DISCONNECTED, str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug in a driver must not end supervision
+                self.log.exception("driver_crashed")
+                self._set_state(HealthState.DISCONNECTED, f"internal error: {exc!r}")
+            finally:
+                self._open_now = False
+                with contextlib.suppress(Exception):
+                    await self._close()
+            if self._stopping.is_set():
+                break
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            self.health.reconnects += 1
+            self.log.info("device_reconnect_wait", delay_s=round(delay, 2), attempt=attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+        self._set_state(HealthState.STOPPED)
+
+    async def _poll_loop(self) -> None:
+        next_at = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                await self._poll()
+            except DeviceTimeout:
+                pass  # counted by exchange(); enough in a row raise below
+            except DeviceStale as exc:
+                raise exc
+            except DeviceError:
+                pass
+            if self.health.state == HealthState.DISCONNECTED:
+                raise DeviceUnavailable(self.name, self.health.last_error or "link lost", port=self.port)
+            next_at += self.poll_interval_s
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                next_at = time.monotonic()  # fell behind: do not try to catch up in a burst
+                delay = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def safe_stop(self) -> None:
+        """Put the device in its safe state before anything else, if the line allows."""
+        if not self._open_now:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                async with self._line:
+                    await self._safe_state()
+        except Exception as exc:
+            self.log.error("safe_state_failed", error=str(exc))
+
+    async def stop(self) -> None:
+        """Safe state first, then end supervision and close the port."""
+        await self.safe_stop()
+        self._stopping.set()

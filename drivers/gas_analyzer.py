@@ -1,0 +1,230 @@
+"""Driver of the GA-5 five-gas analyzer (serial, 9600 8N1), on the common driver life cycle.
+
+One request at a time; every request flushes the input first, waits at most
+the manual's 300 ms, and is repeated once where the command is safe to repeat
+(reads, PUMP_*, and a process command whose own process is already running:
+the analyzer ACKs a repeat without restarting). A frozen SEQ over one second
+of good replies means frozen firmware: the link is dropped and reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from drivers.base import Backoff, Driver
+from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
+from drivers.serial_link import SerialLink
+from protocols import gas_analyzer as ga
+
+T = TypeVar("T")
+
+#: commands that change nothing when repeated after a lost reply
+SAFE_TO_REPEAT = frozenset(
+    {
+        ga.Command.READ_MAIN,
+        ga.Command.READ_ENV,
+        ga.Command.READ_STATUS,
+        ga.Command.PROCESS_RESULT,
+        ga.Command.IDENTIFY,
+        ga.Command.PUMP_AMBIENT,
+        ga.Command.PUMP_SAMPLE,
+        ga.Command.PUMP_STOP,
+        # a repeated ZERO/LEAK_CHECK/CALIBRATE during its own process is ACKed and changes nothing
+        ga.Command.ZERO,
+        ga.Command.LEAK_CHECK,
+        ga.Command.CALIBRATE,
+    }
+)
+
+NOMINAL_PROCESS_S = {ga.Command.ZERO: 5.0, ga.Command.LEAK_CHECK: 10.0, ga.Command.CALIBRATE: 8.0}
+STALE_AFTER_S = 1.0
+
+REPLY_NAMES = {
+    ga.Command.READ_MAIN: "main data frame (24 bytes)",
+    ga.Command.READ_ENV: "environment frame (8 bytes)",
+    ga.Command.READ_STATUS: "status frame (5 bytes)",
+    ga.Command.PROCESS_RESULT: "process frame (3 bytes)",
+    ga.Command.IDENTIFY: "identity frame",
+}
+
+
+class GasAnalyzerDriver(Driver):
+    kind = "gas_analyzer"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        port: str,
+        baudrate: int = 9600,
+        timeout_s: float = 0.3,
+        retries: int = 1,
+        poll_hz: float = 10.0,
+        backoff: Backoff | None = None,
+        errors_to_disconnect: int = 3,
+        process_time_scale: float = 1.0,
+    ) -> None:
+        super().__init__(
+            name,
+            port=port,
+            poll_interval_s=1.0 / poll_hz,
+            backoff=backoff,
+            errors_to_disconnect=errors_to_disconnect,
+        )
+        self.link = SerialLink(name, port, baudrate=baudrate)
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.process_time_scale = process_time_scale
+        self.identity: ga.Identity | None = None
+        self._last_seq: int | None = None
+        self._seq_since = 0.0
+
+    # ----- life cycle ------------------------------------------------------------
+
+    async def _open(self) -> None:
+        await self.link.open()
+
+    async def _close(self) -> None:
+        await self.link.close()
+
+    async def _hello(self) -> None:
+        self.identity = await self.identify()
+        self.health.identity = {
+            "model": self.identity.model,
+            "serial": self.identity.serial,
+            "firmware": self.identity.firmware,
+        }
+        self._last_seq = None
+
+    async def _poll(self) -> None:
+        reading = await self.read_main()
+        self._check_stale(reading.seq)
+        self.readings.publish(reading)
+
+    async def _safe_state(self) -> None:
+        await self._transact(ga.Command.PUMP_STOP)
+
+    def _check_stale(self, seq: int) -> None:
+        now = time.monotonic()
+        if seq != self._last_seq:
+            self._last_seq, self._seq_since = seq, now
+        elif now - self._seq_since > STALE_AFTER_S:
+            raise DeviceStale(
+                self.name,
+                f"SEQ stuck at {seq} for {now - self._seq_since:.1f} s of good replies (frozen firmware?)",
+                port=self.port,
+            )
+
+    # ----- one request -----------------------------------------------------------
+
+    async def _transact(self, command: ga.Command, span: ga.SpanGas | None = None) -> Any:
+        """Send one request, return its decoded reply; raise DeviceRefused on NAK. No lock, no retry."""
+        decoder = ga.ReplyDecoder(command)
+        reply = await self.link.request(
+            ga.encode_request(command, span),
+            decoder,
+            self.timeout_s,
+            expected=REPLY_NAMES.get(command, "ACK"),
+        )
+        if isinstance(reply, ga.Nak):
+            raise DeviceRefused(
+                self.name, f"NAK to {command.name} (unknown, bad value or not allowed now)", port=self.port
+            )
+        return reply
+
+    async def _request(self, command: ga.Command, span: ga.SpanGas | None = None) -> Any:
+        attempts = 1 + (self.retries if command in SAFE_TO_REPEAT else 0)
+        last: DeviceError | None = None
+        for _ in range(attempts):
+            try:
+                return await self.exchange(lambda: self._transact(command, span))
+            except DeviceTimeout as exc:
+                last = exc
+            except DeviceUnavailable:
+                raise
+        assert last is not None
+        raise last
+
+    async def _typed(self, command: ga.Command, kind: type[T]) -> T:
+        reply = await self._request(command)
+        if not isinstance(reply, kind):
+            raise DeviceRefused(self.name, f"{command.name}: expected {kind.__name__}, got {reply!r}", port=self.port)
+        return reply
+
+    # ----- typed API -------------------------------------------------------------
+
+    async def read_main(self) -> ga.MainReading:
+        return await self._typed(ga.Command.READ_MAIN, ga.MainReading)
+
+    async def read_env(self) -> ga.EnvReading:
+        return await self._typed(ga.Command.READ_ENV, ga.EnvReading)
+
+    async def status(self) -> ga.StatusReading:
+        return await self._typed(ga.Command.READ_STATUS, ga.StatusReading)
+
+    async def identify(self) -> ga.Identity:
+        return await self._typed(ga.Command.IDENTIFY, ga.Identity)
+
+    async def process_result(self) -> ga.ProcessResult:
+        return (await self._typed(ga.Command.PROCESS_RESULT, ga.ProcessReply)).result
+
+    async def pump(self, mode: str) -> None:
+        """`sample` (probe), `ambient` (room air), `stop`, or `backflush`."""
+        commands = {
+            "sample": ga.Command.PUMP_SAMPLE,
+            "ambient": ga.Command.PUMP_AMBIENT,
+            "stop": ga.Command.PUMP_STOP,
+            "backflush": ga.Command.BACKFLUSH,
+        }
+        if mode not in commands:
+            raise ValueError(f"pump mode {mode!r}: use one of {', '.join(commands)}")
+        await self._typed(commands[mode], ga.Ack)
+
+    async def write_span(self, span: ga.SpanGas) -> None:
+        await self._typed_span(span)
+
+    async def _typed_span(self, span: ga.SpanGas) -> None:
+        reply = await self._request(ga.Command.WRITE_SPAN, span)
+        if not isinstance(reply, ga.Ack):
+            raise DeviceRefused(self.name, f"WRITE_SPAN: expected ACK, got {reply!r}", port=self.port)
+
+    async def zero(self, on_progress: Callable[[float], None] | None = None) -> bool:
+        return await self._run_process(ga.Command.ZERO, on_progress)
+
+    async def leak_check(self, on_progress: Callable[[float], None] | None = None) -> bool:
+        return await self._run_process(ga.Command.LEAK_CHECK, on_progress)
+
+    async def calibrate(self, on_progress: Callable[[float], None] | None = None) -> bool:
+        return await self._run_process(ga.Command.CALIBRATE, on_progress)
+
+    async def _run_process(self, command: ga.Command, on_progress: Callable[[float], None] | None) -> bool:
+        """Start ZERO / LEAK_CHECK / CALIBRATE and wait for its result: True passed, False failed.
+
+        A process still reporting RUNNING after twice its nominal time has failed (the manual)."""
+        await self._typed(command, ga.Ack)
+        started = time.monotonic()
+        limit_s = 2 * NOMINAL_PROCESS_S[command] * self.process_time_scale
+        while True:
+            result = await self.process_result()
+            elapsed = time.monotonic() - started
+            if result == ga.ProcessResult.PASSED:
+                self.log.info("analyzer_process", process=command.name, result="passed", elapsed_s=round(elapsed, 1))
+                return True
+            if result == ga.ProcessResult.FAILED:
+                self.log.warning("analyzer_process", process=command.name, result="failed", elapsed_s=round(elapsed, 1))
+                return False
+            if result != ga.ProcessResult.RUNNING:
+                raise DeviceRefused(
+                    self.name, f"{command.name}: analyzer reports {result.name} after ACK", port=self.port
+                )
+            if elapsed > limit_s:
+                self.log.warning(
+                    "analyzer_process", process=command.name, result="timed_out", elapsed_s=round(elapsed, 1)
+                )
+                return False
+            if on_progress:
+                on_progress(min(1.0, elapsed / (NOMINAL_PROCESS_S[command] * self.process_time_scale)))
+            await asyncio.sleep(0.2 * self.process_time_scale)

@@ -1,0 +1,153 @@
+"""An asyncio serial port for request/reply devices, on pyserial-asyncio-fast.
+
+Received bytes go into one buffer that `request()` feeds to a sans-I/O reply
+decoder from `protocols/` until it yields a reply or the timeout runs out.
+The input is flushed before every request, so a late reply to an earlier
+request can never be taken for the answer to this one. A lost port (an
+unplugged USB adapter, a pty that went away) ends the link with
+`DeviceUnavailable`; the driver's life cycle reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+import serial
+import serial_asyncio_fast
+
+from drivers.errors import DeviceTimeout, DeviceUnavailable
+from protocols.errors import FrameError
+
+
+class ReplyDecoder(Protocol):
+    """What `protocols/` decoders offer: bytes in, replies and FrameErrors out."""
+
+    def feed(self, data: bytes) -> list[Any]: ...
+
+
+PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+
+
+class _Receiver(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.arrived = asyncio.Event()
+        self.lost: Exception | None = None
+        self.closed = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer.extend(data)
+        self.arrived.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or ConnectionError("port closed")
+        self.closed.set()
+        self.arrived.set()
+
+
+class SerialLink:
+    """One serial port, opened by `open()`, used by one driver."""
+
+    def __init__(
+        self,
+        device: str,
+        port: str,
+        *,
+        baudrate: int,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: int = 1,
+    ) -> None:
+        self.device = device
+        self.port = port
+        self.settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": PARITIES[parity], "stopbits": stopbits}
+        self._transport: asyncio.Transport | None = None
+        self._rx: _Receiver | None = None
+        self.frame_errors = 0
+        self.bytes_out = 0
+        self.bytes_in = 0
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await serial_asyncio_fast.create_serial_connection(
+                loop, _Receiver, self.port, **self.settings
+            )
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceUnavailable(self.device, f"cannot open serial port: {exc}", port=self.port) from None
+        self._transport, self._rx = transport, protocol
+
+    async def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+            if self._rx is not None:
+                try:
+                    await asyncio.wait_for(self._rx.closed.wait(), 1.0)
+                except TimeoutError:
+                    pass
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and self._rx is not None and self._rx.lost is None
+
+    def _check_open(self) -> _Receiver:
+        if self._transport is None or self._rx is None:
+            raise DeviceUnavailable(self.device, "serial port not open", port=self.port)
+        if self._rx.lost is not None:
+            raise DeviceUnavailable(self.device, f"serial port lost: {self._rx.lost}", port=self.port)
+        return self._rx
+
+    def flush_input(self) -> None:
+        rx = self._check_open()
+        rx.buffer.clear()
+        rx.arrived.clear()
+
+    def write(self, data: bytes) -> None:
+        self._check_open()
+        assert self._transport is not None
+        self._transport.write(data)
+        self.bytes_out += len(data)
+
+    async def request(self, data: bytes, decoder: ReplyDecoder, timeout_s: float, *, expected: str) -> Any:
+        """Send `data` and return the first reply `decoder` yields within `timeout_s`.
+
+        Bad frames on the way are counted and skipped (the decoder resynchronises);
+        `expected` names the reply in the timeout message a technician reads.
+        """
+        rx = self._check_open()
+        self.flush_input()
+        self.write(data)
+        deadline = time.monotonic() + timeout_s
+        seen = bytearray()
+        last_error: FrameError | None = None
+        while True:
+            if rx.buffer:
+                chunk = bytes(rx.buffer)
+                rx.buffer.clear()
+                self.bytes_in += len(chunk)
+                seen.extend(chunk)
+                for item in decoder.feed(chunk):
+                    if isinstance(item, FrameError):
+                        self.frame_errors += 1
+                        last_error = item
+                        continue
+                    return item
+            rx.arrived.clear()
+            if rx.lost is not None:
+                raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                got = f"got {len(seen)} byte(s): {bytes(seen[:32]).hex(' ')}" if seen else "got nothing"
+                why = f"; last bad frame: {last_error}" if last_error else ""
+                raise DeviceTimeout(
+                    self.device,
+                    f"no valid {expected} within {timeout_s * 1000:.0f} ms ({got}{why})",
+                    port=self.port,
+                )
+            try:
+                await asyncio.wait_for(rx.arrived.wait(), remaining)
+            except TimeoutError:
+                pass

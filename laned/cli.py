@@ -1,0 +1,147 @@
+"""The `laned` command: run the daemon, check a config, run simulators, the demo, the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from laned.errors import ConfigError
+from laned.logging import configure_logging
+
+#: `laned simulate NAME` -> the simulator module (each offers add_arguments(parser) and run(args))
+SIMULATORS = {
+    "gas-analyzer": "simulators.gas_analyzer",
+    "opacimeter": "simulators.opacimeter",
+    "brake-tester": "simulators.brake_tester",
+    "pda": "simulators.pda",
+}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from laned.config import load_config
+    from laned.daemon import Lane
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
+
+    async def main() -> None:
+        lane = Lane(config)
+        lane.install_signal_handlers()
+        await lane.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from laned.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return 2
+    devices = ", ".join(f"{name} ({dev.kind})" for name, dev in config.devices.items()) or "none"
+    print(
+        f"{args.config}: OK — station {config.lane.station}, lane {config.lane.lane}, "
+        f"broker {config.mqtt.host}:{config.mqtt.port} (MQTT {config.mqtt.protocol}), devices: {devices}"
+    )
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from laned.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
+    module = importlib.import_module(SIMULATORS[args.device])
+    try:
+        asyncio.run(module.run(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from laned.demo import run_demo
+
+    return run_demo(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from laned.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="laned", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def logging_options(p: argparse.ArgumentParser, default_level: str | None) -> None:
+        p.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"])
+        p.add_argument(
+            "--log-format", default=None if default_level is None else "auto", choices=["auto", "json", "console"]
+        )
+
+    p = sub.add_parser("run", help="run the lane daemon")
+    p.add_argument("--config", "-c", required=True, type=Path, help="the lane's TOML config")
+    logging_options(p, None)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file; every problem with its key path")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("config-schema", help="print the config's JSON Schema")
+    p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser("simulate", help="run a simulated device")
+    sims = p.add_subparsers(dest="device", required=True, metavar="DEVICE")
+    for name, module_name in SIMULATORS.items():
+        sp = sims.add_parser(name, help=f"simulated {name}")
+        logging_options(sp, "info")
+        try:
+            module: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        module.add_arguments(sp)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("demo", help="the whole lane on simulators with an embedded broker")
+    from laned.demo import add_arguments as demo_arguments
+
+    demo_arguments(p)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench", help="measure the lane: serial efficiency, latency, CPU, memory")
+    try:
+        from laned.bench import add_arguments as bench_arguments
+
+        bench_arguments(p)
+    except ImportError:
+        pass
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

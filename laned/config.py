@@ -1,0 +1,246 @@
+"""The lane's configuration: one TOML file, validated by pydantic, secrets from the environment.
+
+Every table forbids unknown keys, so a typo is an error that names its key
+path instead of a setting silently ignored. Any value can be overridden by an
+environment variable `LANED_<TABLE>__<KEY>` (for example
+`LANED_MQTT__PASSWORD`), which is how secrets stay out of the file; a
+password can also come from `mqtt.password_file` (systemd credentials).
+Relative paths in the file are taken from the file's own folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from laned.errors import ConfigError
+
+PROJECT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+_TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    enabled: bool = False
+    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="client certificate, for brokers that require one")
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="skip the broker hostname check (test benches only)")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(_Strict):
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    client_id: str | None = Field(None, description="default: laned-{station}-{lane}")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = Field(None, description="file holding the password (systemd credential)")
+    topic_prefix: str = "laned/v1"
+    tls: TlsConfig = TlsConfig()
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    def resolved_password(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
+class SerialTransport(_Strict):
+    type: Literal["serial"] = "serial"
+    port: str = Field(description="device path, e.g. /dev/ttyUSB0 or a simulator's link")
+    baudrate: int = Field(9600, gt=0)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+
+class ModbusRtuTransport(_Strict):
+    type: Literal["rtu"] = "rtu"
+    port: str
+    baudrate: int = Field(19200, gt=0)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+
+
+class ModbusTcpTransport(_Strict):
+    type: Literal["tcp"] = "tcp"
+    host: str
+    port: int = Field(502, ge=1, le=65535)
+
+
+class _DeviceBase(_Strict):
+    enabled: bool = True
+    timeout_ms: int = Field(300, ge=10, le=10000)
+    retries: int = Field(1, ge=0, le=5)
+    errors_to_disconnect: int = Field(3, ge=1, le=100)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    live: bool = Field(True, description="publish readings on …/live/{device}")
+
+
+class GasAnalyzerConfig(_DeviceBase):
+    kind: Literal["gas_analyzer"]
+    transport: SerialTransport
+    poll_hz: float = Field(10.0, gt=0, le=50)
+
+
+class OpacimeterConfig(_DeviceBase):
+    kind: Literal["opacimeter"]
+    transport: SerialTransport
+    poll_hz: float = Field(20.0, gt=0, le=50)
+    zero_timeout_ms: int = Field(5000, ge=100)
+
+
+class BrakeTesterConfig(_DeviceBase):
+    kind: Literal["brake_tester"]
+    transport: Annotated[ModbusRtuTransport | ModbusTcpTransport, Field(discriminator="type")]
+    unit_id: int = Field(1, ge=0, le=247)
+    poll_hz: float = Field(10.0, gt=0, le=50)
+
+
+DeviceConfig = Annotated[GasAnalyzerConfig | OpacimeterConfig | BrakeTesterConfig, Field(discriminator="kind")]
+
+
+class LaneIdentity(_Strict):
+    station: str = Field(description="station code (jyjgbh)")
+    lane: str = Field(description="lane code (jcxdh)")
+    state_dir: Path = Field(Path("/var/lib/laned"), description="outbox, photos, daily checks")
+    limits_dir: Path = Field(PROJECT_CONFIG_DIR / "limits")
+    platforms_dir: Path = Field(PROJECT_CONFIG_DIR / "platforms")
+    signing_key: SecretStr | None = Field(None, description="HMAC key for result signatures")
+    signing_key_file: Path | None = None
+
+    @field_validator("station", "lane")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        if not _TOPIC_WORD.match(value):
+            raise ValueError("use letters, digits, '_', '-' or '.' only (it becomes an MQTT topic level)")
+        return value
+
+
+class LaneConfig(_Strict):
+    lane: LaneIdentity
+    mqtt: MqttConfig = MqttConfig()
+    devices: dict[str, DeviceConfig] = Field(default_factory=dict)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, devices: dict[str, Any]) -> dict[str, Any]:
+        for name in devices:
+            if not _TOPIC_WORD.match(name):
+                raise ValueError(f"device name {name!r}: use letters, digits, '_', '-' or '.' only")
+        return devices
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"laned-{self.lane.station}-{self.lane.lane}"
+
+
+ENV_PREFIX = "LANED_"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """`LANED_MQTT__PASSWORD=x` -> {"mqtt": {"password": "x"}}; keys lower-cased."""
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
+    def fix(table: dict[str, Any] | None, *keys: str) -> None:
+        if not isinstance(table, dict):
+            return
+        for key in keys:
+            value = table.get(key)
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                table[key] = str(base_dir / value)
+
+    lane = data.get("lane")
+    fix(lane, "state_dir", "limits_dir", "platforms_dir", "signing_key_file")
+    mqtt = data.get("mqtt")
+    fix(mqtt, "password_file")
+    if isinstance(mqtt, dict):
+        fix(mqtt.get("tls"), "ca_file", "cert_file", "key_file")
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: the dotted key path, what was expected, what was found."""
+    lines = []
+    for err in exc.errors():
+        # discriminated unions put the tag in the path ("devices.ga.gas_analyzer.poll_hz"): kept,
+        # since it names the kind of device the key was checked against
+        path = ".".join(str(part) for part in err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (not a setting of this table; check the spelling)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        found = err.get("input")
+        shown = "" if err["type"] in ("missing",) or isinstance(found, dict) else f" (found {found!r})"
+        lines.append(f"{path or '(top level)'}: {message}{shown}")
+    return lines
+
+
+def parse_config(data: dict[str, Any], source: str, environ: dict[str, str] | None = None) -> LaneConfig:
+    merged = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    try:
+        return LaneConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(source, describe_errors(exc)) from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> LaneConfig:
+    """Read, merge the environment into, and validate a lane config file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    _resolve_paths(data, path.resolve().parent)
+    return parse_config(data, str(path), environ)
+
+
+def json_schema() -> dict[str, Any]:
+    return LaneConfig.model_json_schema()

@@ -1,0 +1,192 @@
+"""The lane daemon: supervises the devices and the MQTT side, and keeps `…/status` truthful.
+
+Start-up: the outbox opens (pending messages from a previous run are sent
+first), the drivers start, the MQTT link connects with an offline will. The
+lane publishes itself `online` once every enabled device has had its first
+good read, or after `startup_grace_s` with the devices that are still missing
+shown as such. Stop (SIGTERM, SIGINT): every device is put in its safe state
+first (motors off, pump off), then the offline status is published, then the
+ports and the broker connection close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from drivers.base import Driver
+from laned import __version__
+from laned.config import LaneConfig
+from laned.devices import build_driver, reading_to_live
+from laned.mqtt import MqttLink, Topics
+from laned.outbox import Outbox
+
+log = structlog.get_logger("laned")
+
+Handler = Callable[[str, bytes], Awaitable[None]]
+STATUS_SCHEMA = "lane-status/1"
+
+
+class Lane:
+    """One lane: its devices, its broker link, its status. `run()` until `request_stop()`."""
+
+    def __init__(self, config: LaneConfig, *, startup_grace_s: float = 10.0, status_interval_s: float = 5.0) -> None:
+        self.config = config
+        self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
+        self.startup_grace_s = startup_grace_s
+        self.status_interval_s = status_interval_s
+        config.lane.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(config.lane.state_dir / "outbox.sqlite3")
+        self.drivers: dict[str, Driver] = {
+            name: build_driver(name, device) for name, device in config.devices.items() if device.enabled
+        }
+        self.live_enabled = {name for name, device in config.devices.items() if device.enabled and device.live}
+        self._handlers: dict[str, Handler] = {}
+        self.mqtt = MqttLink(
+            config,
+            self.outbox,
+            offline_status=lambda: self.status_document(online=False),
+            on_message=self._dispatch,
+            subscriptions=[self.topics.commands, f"{self.topics.pda}/capture", f"{self.topics.pda}/photo/#"],
+        )
+        self.started_at = time.time()
+        self.online = False
+        self.inspection: dict[str, Any] | None = None  # set by the inspection runner
+        self.status_extra: dict[str, Any] = {}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.log = log.bind(station=config.lane.station, lane=config.lane.lane)
+        for driver in self.drivers.values():
+            driver.add_health_listener(self._on_health)
+
+    # ----- status -------------------------------------------------------------------
+
+    def status_document(self, *, online: bool | None = None) -> dict[str, Any]:
+        is_online = self.online if online is None else online
+        return {
+            "schema": STATUS_SCHEMA,
+            "station": self.config.lane.station,
+            "lane": self.config.lane.lane,
+            "state": "online" if is_online else "offline",
+            "version": __version__,
+            "started_at": self.started_at,
+            "lane_time": time.time(),
+            "devices": {name: driver.health.as_dict() for name, driver in self.drivers.items()},
+            "inspection": self.inspection,
+            "outbox": self.outbox.stats(),
+            **self.status_extra,
+        }
+
+    def publish_status(self) -> None:
+        if self.online:
+            self.mqtt.set_status(self.status_document())
+
+    def _on_health(self, device: str, health: Any) -> None:
+        self.publish_status()
+
+    def status_line(self) -> str:
+        """One line for `systemctl status` and the demo's screen."""
+        devices = ", ".join(f"{name} {driver.health.state}" for name, driver in self.drivers.items())
+        inspection = self.inspection or {}
+        doing = f"inspection {inspection.get('inspection_no')}: {inspection.get('step')}" if inspection else "idle"
+        broker = "broker up" if self.mqtt.connected else "broker down"
+        return f"{doing}; {devices or 'no devices'}; {broker}; outbox {self.outbox.depth}"
+
+    # ----- messages -----------------------------------------------------------------
+
+    def route(self, topic_prefix: str, handler: Handler) -> None:
+        """Send messages whose topic starts with `topic_prefix` to `handler`."""
+        self._handlers[topic_prefix] = handler
+
+    async def _dispatch(self, topic: str, payload: bytes) -> None:
+        for prefix, handler in self._handlers.items():
+            if topic.startswith(prefix):
+                await handler(topic, payload)
+                return
+        self.log.warning("mqtt_unhandled", topic=topic, bytes=len(payload))
+
+    def publish_event(self, event: dict[str, Any]) -> None:
+        document = {"schema": "lane-event/1", "lane_time": time.time(), **event}
+        self.mqtt.enqueue(self.topics.event, document, kind="event")
+
+    # ----- life -----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        return task
+
+    async def run(self, *, ready: Callable[[], None] | None = None) -> None:
+        self.log.info(
+            "lane_starting",
+            devices=sorted(self.drivers),
+            broker=f"{self.config.mqtt.host}:{self.config.mqtt.port}",
+            outbox_pending=self.outbox.depth,
+            version=__version__,
+        )
+        for name, driver in self.drivers.items():
+            self.spawn(driver.run(), f"driver-{name}")
+            if name in self.live_enabled:
+                self.spawn(self._forward_live(name, driver), f"live-{name}")
+        self.spawn(self.mqtt.run(), "mqtt")
+        self.spawn(self._go_online(ready), "online")
+        self.spawn(self._status_ticker(), "status")
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def _go_online(self, ready: Callable[[], None] | None) -> None:
+        waits = [driver.wait_connected(self.startup_grace_s) for driver in self.drivers.values()]
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        missing = [name for name, result in zip(self.drivers, results, strict=True) if isinstance(result, Exception)]
+        if missing:
+            self.log.warning("lane_online_with_devices_missing", missing=missing, grace_s=self.startup_grace_s)
+        self.online = True
+        self.publish_status()
+        await self.mqtt.wait_connected()
+        self.log.info("lane_online", devices={n: str(d.health.state) for n, d in self.drivers.items()})
+        if ready is not None:
+            ready()
+
+    async def _status_ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.status_interval_s)
+            self.publish_status()
+
+    async def _forward_live(self, name: str, driver: Driver) -> None:
+        with driver.readings.subscription(maxsize=100) as queue:
+            while True:
+                reading = await queue.get()
+                self.mqtt.publish_live(name, reading_to_live(name, driver.kind, reading))
+
+    async def shutdown(self) -> None:
+        """Safe states first, then the offline status, then everything else."""
+        self.log.info("lane_stopping")
+        await asyncio.gather(*(driver.safe_stop() for driver in self.drivers.values()))
+        self.online = False
+        await self.mqtt.stop(final_status=self.status_document(online=False))
+        for driver in self.drivers.values():
+            await driver.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.outbox.close()
+        self.log.info("lane_stopped")

@@ -1,0 +1,85 @@
+"""From a device's configuration to its driver, and from its readings to live messages.
+
+Whether the other end is a real analyzer on /dev/ttyUSB0 or a simulator on a
+pty is a line of configuration, never a code path: this is the one place that
+turns a `[devices.NAME]` table into a driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from typing import Any
+
+from drivers.base import Backoff, Driver
+from laned.config import BrakeTesterConfig, DeviceConfig, GasAnalyzerConfig, OpacimeterConfig
+
+
+def build_driver(name: str, config: DeviceConfig) -> Driver:
+    backoff = Backoff(initial_s=config.reconnect_initial_s, max_s=config.reconnect_max_s)
+    common: dict[str, Any] = {
+        "backoff": backoff,
+        "errors_to_disconnect": config.errors_to_disconnect,
+    }
+    if isinstance(config, GasAnalyzerConfig):
+        from drivers.gas_analyzer import GasAnalyzerDriver
+
+        return GasAnalyzerDriver(
+            name,
+            port=config.transport.port,
+            baudrate=config.transport.baudrate,
+            timeout_s=config.timeout_ms / 1000,
+            retries=config.retries,
+            poll_hz=config.poll_hz,
+            **common,
+        )
+    if isinstance(config, OpacimeterConfig):
+        from drivers.opacimeter import OpacimeterDriver
+
+        return OpacimeterDriver(
+            name,
+            port=config.transport.port,
+            baudrate=config.transport.baudrate,
+            timeout_s=config.timeout_ms / 1000,
+            zero_timeout_s=config.zero_timeout_ms / 1000,
+            retries=config.retries,
+            poll_hz=config.poll_hz,
+            **common,
+        )
+    if isinstance(config, BrakeTesterConfig):
+        from drivers.brake_tester import BrakeTesterDriver
+
+        return BrakeTesterDriver.from_config(name, config, **common)
+    raise TypeError(f"no driver for device kind {type(config).__name__}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Flag) and not isinstance(value, enum.IntEnum):
+        return [member.name.lower() for member in type(value) if member in value and member.name]
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def reading_to_live(device: str, kind: str, reading: Any) -> dict[str, Any]:
+    """A live message: the reading's fields with their units in their names, and the lane's time."""
+    if dataclasses.is_dataclass(reading) and not isinstance(reading, type):
+        fields = {f.name: _plain(getattr(reading, f.name)) for f in dataclasses.fields(reading)}
+    elif isinstance(reading, dict):
+        fields = _plain(reading)
+    else:
+        fields = {"value": _plain(reading)}
+    return {
+        "schema": f"live-{kind.replace('_', '-')}/1",
+        "device": device,
+        "lane_time": time.time(),
+        "reading": type(reading).__name__,
+        **fields,
+    }

@@ -1,0 +1,23 @@
+"""Errors of the daemon itself: configuration and commands."""
+
+from __future__ import annotations
+
+from protocols.errors import LaneError
+
+
+class ConfigError(LaneError):
+    """A configuration file that cannot be used. `problems` lists each one with its key path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        listed = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n{listed}")
+
+
+class CommandRejected(LaneError):
+    """A command from the station that the lane refuses; `reasons` are sent back in the reply."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = list(reasons)
+        super().__init__("; ".join(self.reasons))

@@ -1,0 +1,283 @@
+"""The lane's MQTT side: the topic tree, the retained status with its will, live readings,
+and the publisher that drains the durable outbox in order, reconnecting forever.
+
+aiomqtt keeps nothing while the broker is away; the outbox does. Live readings
+(QoS 0) are the only thing dropped while offline: they are for watching, and a
+stale one is worthless. The retained status is re-sent on every connect, so a
+broker that restarted without persistence still shows the lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from laned.config import LaneConfig
+from laned.outbox import Outbox
+
+log = structlog.get_logger("laned.mqtt")
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Topics:
+    """`laned/v1/{station}/{lane}/…` — the contract of shared/spec/README.md."""
+
+    root: str
+
+    @classmethod
+    def for_lane(cls, prefix: str, station: str, lane: str) -> Topics:
+        return cls(f"{prefix.rstrip('/')}/{station}/{lane}")
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    @property
+    def event(self) -> str:
+        return f"{self.root}/event"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.root}/cmd/+"
+
+    def cmd(self, name: str) -> str:
+        return f"{self.root}/cmd/{name}"
+
+    def reply(self, request_id: str) -> str:
+        return f"{self.root}/reply/{request_id}"
+
+    def live(self, device: str) -> str:
+        return f"{self.root}/live/{device}"
+
+    def result(self, kind: str) -> str:
+        return f"{self.root}/result/{kind}"
+
+    @property
+    def pda(self) -> str:
+        return f"{self.root}/pda"
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    """The one JSON encoding of every payload: UTF-8, compact, non-ASCII kept readable."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+class MqttLink:
+    """One connection to the station's broker, kept up for the daemon's whole life."""
+
+    def __init__(
+        self,
+        config: LaneConfig,
+        outbox: Outbox,
+        *,
+        offline_status: Callable[[], dict[str, Any]],
+        on_message: MessageHandler | None = None,
+        subscriptions: list[str] | None = None,
+        live_queue_size: int = 1000,
+    ) -> None:
+        self.config = config
+        self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
+        self.outbox = outbox
+        self._offline_status = offline_status
+        self._on_message = on_message
+        self._subscriptions = subscriptions or []
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._outbox_wakeup = asyncio.Event()
+        self._status: bytes | None = None
+        self._status_dirty = asyncio.Event()
+        self._live: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(live_queue_size)
+        self.live_dropped = 0
+        self.published = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        self._stopping = False
+
+    # ----- what the daemon calls ---------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout_s)
+
+    def set_status(self, document: dict[str, Any]) -> None:
+        """The retained status; sent now if connected, and again on every reconnect."""
+        self._status = dumps(document)
+        self._status_dirty.set()
+
+    def publish_live(self, device: str, document: dict[str, Any]) -> None:
+        """QoS 0, not retained, dropped while offline or when the queue is full."""
+        if not self._connected.is_set():
+            return
+        try:
+            self._live.put_nowait((self.topics.live(device), dumps(document)))
+        except asyncio.QueueFull:
+            self.live_dropped += 1
+
+    def enqueue(self, topic: str, document: dict[str, Any], *, kind: str, retain: bool = False) -> int:
+        """Write a QoS-1 message to the outbox; the publisher sends it when it can."""
+        seq = self.outbox.put(topic, dumps(document), qos=1, retain=retain, kind=kind)
+        self._outbox_wakeup.set()
+        return seq
+
+    async def publish_now(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish directly (used for the offline status on a clean stop)."""
+        if self._client is None or not self._connected.is_set():
+            return
+        await self._client.publish(topic, payload, qos=qos, retain=retain, timeout=5)
+
+    # ----- the connection --------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        mqtt = self.config.mqtt
+        kwargs: dict[str, Any] = {
+            "hostname": mqtt.host,
+            "port": mqtt.port,
+            "identifier": self.config.client_id,
+            "keepalive": mqtt.keepalive_s,
+            "protocol": aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311,
+            "will": aiomqtt.Will(self.topics.status, dumps(self._offline_status()), qos=1, retain=True),
+            "timeout": 10,
+            "max_queued_outgoing_messages": None,
+        }
+        if mqtt.protocol != "5":
+            kwargs["clean_session"] = True
+        if mqtt.username:
+            kwargs["username"] = mqtt.username
+            kwargs["password"] = mqtt.resolved_password()
+        if mqtt.tls.enabled:
+            context = ssl.create_default_context(cafile=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
+            if mqtt.tls.cert_file and mqtt.tls.key_file:
+                context.load_cert_chain(str(mqtt.tls.cert_file), str(mqtt.tls.key_file))
+            if mqtt.tls.insecure:
+                context.check_hostname = False
+            kwargs["tls_context"] = context
+            kwargs["tls_insecure"] = mqtt.tls.insecure
+        return kwargs
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect with capped backoff and jitter until `stop()`."""
+        attempt = 0
+        mqtt = self.config.mqtt
+        while not self._stopping:
+            try:
+                async with aiomqtt.Client(**self._client_kwargs()) as client:
+                    self._client = client
+                    attempt = 0
+                    self.connects += 1
+                    for topic in self._subscriptions:
+                        await client.subscribe(topic, qos=1)
+                    self._connected.set()
+                    log.info("mqtt_connected", broker=f"{mqtt.host}:{mqtt.port}", client_id=self.config.client_id)
+                    self._status_dirty.set()
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+                if self._connected.is_set():
+                    log.warning("mqtt_lost", broker=f"{mqtt.host}:{mqtt.port}", error=str(exc))
+                else:
+                    log.warning(
+                        "mqtt_connect_failed", broker=f"{mqtt.host}:{mqtt.port}", error=str(exc), attempt=attempt
+                    )
+            finally:
+                self._connected.clear()
+                self._client = None
+                self._drain_live()
+            if self._stopping:
+                break
+            delay = min(mqtt.reconnect_max_s, mqtt.reconnect_initial_s * 2 ** min(attempt, 16))
+            delay *= random.uniform(0.8, 1.2)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        tasks = [
+            asyncio.create_task(self._status_pump(client), name="mqtt-status"),
+            asyncio.create_task(self._outbox_pump(client), name="mqtt-outbox"),
+            asyncio.create_task(self._live_pump(client), name="mqtt-live"),
+            asyncio.create_task(self._receive(client), name="mqtt-receive"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _status_pump(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._status_dirty.wait()
+            self._status_dirty.clear()
+            if self._status is not None:
+                await client.publish(self.topics.status, self._status, qos=1, retain=True)
+
+    async def _outbox_pump(self, client: aiomqtt.Client, window: int = 32) -> None:
+        """Send pending messages oldest first; remove each after its PUBACK. Up to `window` in flight,
+        sent in order, so order on the wire is the order of `enqueue()`."""
+        while True:
+            batch = self.outbox.peek(limit=window)
+            if not batch:
+                self._outbox_wakeup.clear()
+                if not self.outbox.depth:
+                    await self._outbox_wakeup.wait()
+                continue
+
+            async def send(item: Any) -> None:
+                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+
+            sends = [asyncio.ensure_future(send(item)) for item in batch]
+            try:
+                for item, fut in zip(batch, sends, strict=True):
+                    await fut
+                    self.outbox.remove(item.seq)
+                    self.published += 1
+            finally:
+                for fut in sends:
+                    fut.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.gather(*sends, return_exceptions=True)
+
+    async def _live_pump(self, client: aiomqtt.Client) -> None:
+        while True:
+            topic, payload = await self._live.get()
+            await client.publish(topic, payload, qos=0)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if self._on_message is None:
+                continue
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+            try:
+                await self._on_message(str(message.topic), payload)
+            except Exception:  # a handler's bug must not drop the connection
+                log.exception("mqtt_handler_failed", topic=str(message.topic))
+
+    def _drain_live(self) -> None:
+        while not self._live.empty():
+            self._live.get_nowait()
+
+    async def stop(self, final_status: dict[str, Any] | None = None) -> None:
+        """Publish the final (offline) status if connected, then disconnect for good."""
+        self._stopping = True
+        if final_status is not None and self._client is not None and self._connected.is_set():
+            with contextlib.suppress(Exception):
+                await self._client.publish(self.topics.status, dumps(final_status), qos=1, retain=True, timeout=3)

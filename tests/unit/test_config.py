@@ -1,0 +1,131 @@
+"""The lane config: every problem named by its key path; secrets from the environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from laned.config import load_config
+from laned.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """
+[lane]
+station = "370100"
+lane = "L1"
+state_dir = "state"
+
+[mqtt]
+host = "broker.local"
+port = 8883
+
+[devices.gas-analyzer]
+kind = "gas_analyzer"
+transport = { type = "serial", port = "/dev/ttyUSB0" }
+
+[devices.brakes]
+kind = "brake_tester"
+transport = { type = "tcp", host = "192.0.2.10" }
+unit_id = 3
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lane.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_good_config_loads_with_defaults_and_relative_paths_taken_from_its_folder(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), environ={})
+    assert config.lane.station == "370100"
+    assert config.lane.state_dir == tmp_path / "state"
+    assert config.mqtt.protocol == "3.1.1"
+    assert config.client_id == "laned-370100-L1"
+    ga = config.devices["gas-analyzer"]
+    assert ga.kind == "gas_analyzer" and ga.transport.baudrate == 9600 and ga.timeout_ms == 300
+    brakes = config.devices["brakes"]
+    assert brakes.kind == "brake_tester" and brakes.transport.type == "tcp"
+    assert brakes.transport.port == 502 and brakes.unit_id == 3
+
+
+def test_a_misspelt_key_is_named_with_its_path(tmp_path: Path) -> None:
+    text = GOOD.replace('port = "/dev/ttyUSB0"', 'prot = "/dev/ttyUSB0"')
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    problems = "\n".join(err.value.problems)
+    assert "devices.gas-analyzer.gas_analyzer.transport.prot: unknown key" in problems
+    assert "devices.gas-analyzer.gas_analyzer.transport.port: required key is missing" in problems
+
+
+def test_a_value_of_the_wrong_kind_says_what_was_found(tmp_path: Path) -> None:
+    text = GOOD.replace("port = 8883", 'port = "eighty"')
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    assert any(p.startswith("mqtt.port:") and "'eighty'" in p for p in err.value.problems)
+
+
+def test_an_unknown_device_kind_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace('kind = "gas_analyzer"', 'kind = "smoke_detector"')
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    assert any(p.startswith("devices.gas-analyzer") for p in err.value.problems)
+
+
+def test_broken_toml_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[lane\nstation = 1"), environ={})
+    assert "not valid TOML" in str(err.value)
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nope.toml", environ={})
+    assert "cannot read the file" in str(err.value)
+
+
+def test_the_environment_overrides_secrets_and_they_never_print(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, GOOD + "\n"),
+        environ={"LANED_MQTT__USERNAME": "lane1", "LANED_MQTT__PASSWORD": "s3cret"},
+    )
+    assert config.mqtt.username == "lane1"
+    assert config.mqtt.resolved_password() == "s3cret"
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config.model_dump())
+
+
+def test_a_password_file_is_read_and_stripped(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("from-file\n")
+    config = load_config(write(tmp_path, GOOD.replace("port = 8883", 'port = 8883\npassword_file = "pw"')), environ={})
+    assert config.mqtt.resolved_password() == "from-file"
+
+
+def test_station_codes_must_be_safe_as_topic_levels(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD.replace('lane = "L1"', 'lane = "L1/#"')), environ={})
+    assert any(p.startswith("lane.lane:") for p in err.value.problems)
+
+
+def test_check_config_command_exits_non_zero_and_names_the_key(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("unit_id = 3", "unit_id = 300"))
+    run = subprocess.run(
+        [sys.executable, "-m", "laned.cli", "check-config", str(bad)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 2
+    assert "devices.brakes.brake_tester.unit_id" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("name", ["lane.example.toml", "demo.toml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "laned.cli", "check-config", str(ROOT / "config" / name)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
