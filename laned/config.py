@@ -137,9 +137,20 @@ class LaneIdentity(_Strict):
         return value
 
 
+class InspectionSettings(_Strict):
+    time_scale: float = Field(
+        1.0, gt=0, le=1.0, description="multiplies every procedure wait and duration; below 1 for tests and demos only"
+    )
+    capture_timeout_s: float = Field(1800.0, gt=0, description="how long measured results wait for the PDA capture")
+    on_item_failure: Literal["continue", "abort"] = Field(
+        "continue", description="when an item cannot be completed: go on with the next item, or abort the inspection"
+    )
+
+
 class LaneConfig(_Strict):
     lane: LaneIdentity
     mqtt: MqttConfig = MqttConfig()
+    inspection: InspectionSettings = InspectionSettings()
     devices: dict[str, DeviceConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -59,6 +59,9 @@ class Lane:
         self.online = False
         self.inspection: dict[str, Any] | None = None  # set by the inspection runner
         self.status_extra: dict[str, Any] = {}
+        from laned.inspection import InspectionRunner
+
+        self.runner = InspectionRunner(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.log = log.bind(station=config.lane.station, lane=config.lane.lane)
@@ -111,9 +114,15 @@ class Lane:
                 return
         self.log.warning("mqtt_unhandled", topic=topic, bytes=len(payload))
 
-    def publish_event(self, event: dict[str, Any]) -> None:
-        document = {"schema": "lane-event/1", "lane_time": time.time(), **event}
-        self.mqtt.enqueue(self.topics.event, document, kind="event")
+    def publish_event_model(self, **fields: Any) -> None:
+        """An `…/event` (see protocols.messages.Event) through the outbox; never raises."""
+        from laned.inspection import event_document
+        from laned.outbox import OutboxFull
+
+        try:
+            self.mqtt.enqueue(self.topics.event, event_document(**fields), kind="event")
+        except OutboxFull as exc:
+            self.log.warning("event_dropped", reason=str(exc), event_type=fields.get("type"))
 
     # ----- life -----------------------------------------------------------------------
 
@@ -146,6 +155,7 @@ class Lane:
         self.spawn(self.mqtt.run(), "mqtt")
         self.spawn(self._go_online(ready), "online")
         self.spawn(self._status_ticker(), "status")
+        self.runner.resume()
         try:
             await self._stop.wait()
         finally:
@@ -178,7 +188,9 @@ class Lane:
     async def shutdown(self) -> None:
         """Safe states first, then the offline status, then everything else."""
         self.log.info("lane_stopping")
+        self.runner.cancel()  # first, and without waiting: the procedure sends no further command
         await asyncio.gather(*(driver.safe_stop() for driver in self.drivers.values()))
+        await self.runner.wait_stopped()
         self.online = False
         await self.mqtt.stop(final_status=self.status_document(online=False))
         for driver in self.drivers.values():

@@ -1,0 +1,447 @@
+"""Inspections from the station: `start` and `abort`, one at a time, run to two results.
+
+The runner answers every command on `…/reply/{request_id}` (accepted, or
+refused with every reason), runs the items' procedures in order while the
+PDA's capture arrives in parallel, keeps the inspection record on disk after
+every step (so a crash or a power cut loses no measurement: on restart the
+inspection resumes waiting for what it still needs), and when both the
+measurements and the capture are in, publishes the safety and the emissions
+result through the durable outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import ValidationError
+
+from laned.procedures import InspectionAborted, InspectionContext, ItemOutcome, ProcedureError, utc_now
+from laned.record import InspectionRecord
+from protocols.messages import AbortCommand, DailyCheckCommand, Event, Reply, StartCommand, dump
+
+if TYPE_CHECKING:
+    from laned.daemon import Lane
+
+log = structlog.get_logger("laned.inspection")
+
+COMMANDS = {"start": StartCommand, "abort": AbortCommand, "daily-check": DailyCheckCommand}
+
+
+def describe_validation(exc: ValidationError) -> list[str]:
+    reasons = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(message)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        reasons.append(f"{path}: {message}")
+    return reasons
+
+
+class InspectionRunner:
+    """One inspection at a time on this lane."""
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.settings = lane.config.inspection
+        self.records_dir = lane.config.lane.state_dir / "inspections"
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.current: InspectionRecord | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._abort = asyncio.Event()
+        self._capture_done = asyncio.Event()
+        self.assembler: Any = None
+        self.daily_checks: Any = None
+        self._build_helpers()
+        lane.route(lane.topics.root + "/cmd/", self.on_command)
+        lane.route(lane.topics.pda + "/", self.on_pda)
+
+    def _build_helpers(self) -> None:
+        from laned.capture import CaptureAssembler, CaptureRequirements, PhotoStore
+
+        self.photo_store = PhotoStore(self.lane.config.lane.state_dir / "photos")
+        self.assembler = CaptureAssembler(CaptureRequirements.load(), self.photo_store)
+        try:
+            from laned.daily_checks import DailyChecks
+
+            self.daily_checks = DailyChecks(self.lane.config.lane.state_dir / "daily-checks.json")
+        except ImportError:  # pragma: no cover - during development of the emissions procedures
+            self.daily_checks = None
+
+    # ----- commands ------------------------------------------------------------------
+
+    async def on_command(self, topic: str, payload: bytes) -> None:
+        name = topic.rsplit("/", 1)[-1]
+        request_id = None
+        try:
+            document = json.loads(payload)
+            request_id = document.get("request_id") if isinstance(document, dict) else None
+        except ValueError as exc:
+            self._refuse_unparsable(name, f"malformed JSON: {exc}")
+            return
+        if name not in COMMANDS:
+            self._reply(request_id, name, [f"unknown command {name!r} (known: {', '.join(COMMANDS)})"])
+            return
+        try:
+            command: Any = COMMANDS[name].model_validate(document)
+        except ValidationError as exc:
+            self._reply(request_id, name, describe_validation(exc))
+            return
+        if isinstance(command, StartCommand):
+            await self._start(command)
+        elif isinstance(command, AbortCommand):
+            self._abort_command(command)
+        elif isinstance(command, DailyCheckCommand):
+            await self._daily_check(command)
+
+    def _refuse_unparsable(self, name: str, reason: str) -> None:
+        log.warning("command_refused", command=name, reasons=[reason])
+        self.lane.publish_event_model(type="warning", text=f"command {name} refused: {reason}")
+
+    def _reply(
+        self, request_id: str | None, command: str, reasons: list[str], inspection_no: str | None = None
+    ) -> None:
+        if request_id is None or not isinstance(request_id, str) or not request_id.strip():
+            log.warning("command_refused_without_request_id", command=command, reasons=reasons)
+            self.lane.publish_event_model(
+                type="warning", text=f"command {command} without a request_id: " + "; ".join(reasons)
+            )
+            return
+        reply = Reply(
+            request_id=request_id,
+            command=command,
+            accepted=not reasons,
+            reasons=reasons,
+            inspection_no=inspection_no,
+            lane_time=utc_now(),
+        )
+        safe_id = "".join(c if c.isalnum() or c in "_.:-" else "_" for c in request_id)[:64]
+        self.lane.mqtt.enqueue(self.lane.topics.reply(safe_id), dump(reply), kind="reply")
+        (log.info if not reasons else log.warning)(
+            "command_reply", command=command, request_id=request_id, accepted=not reasons, reasons=reasons
+        )
+
+    def refusal_reasons(self, command: StartCommand) -> list[str]:
+        reasons = []
+        if self.current is not None:
+            reasons.append(f"lane busy with inspection {self.current.inspection_no}")
+        needs = self.devices_needed(command)
+        for kind in needs:
+            drivers = [d for d in self.lane.drivers.values() if d.kind == kind]
+            if not drivers:
+                reasons.append(f"this lane has no {kind.replace('_', ' ')} configured")
+            for driver in drivers:
+                if not driver.is_connected:
+                    reasons.append(
+                        f"{driver.name} is {driver.health.state}"
+                        + (f" ({driver.health.last_error})" if driver.health.last_error else "")
+                    )
+        if command.items.emissions == "two_speed_idle" and self.daily_checks is not None:
+            reasons.extend(self.daily_checks.missing_reasons())
+        try:
+            self.limits_for(command)
+        except Exception as exc:
+            reasons.append(f"limit_overrides: {exc}")
+        return reasons
+
+    @staticmethod
+    def devices_needed(command: StartCommand) -> list[str]:
+        kinds = []
+        if command.items.brake_axles or command.items.parking_brake:
+            kinds.append("brake_tester")
+        if command.items.emissions == "two_speed_idle":
+            kinds.append("gas_analyzer")
+        if command.items.emissions == "free_acceleration":
+            kinds.append("opacimeter")
+        return kinds
+
+    def limits_for(self, command: StartCommand) -> Any:
+        from laned.judging.limits import apply_overrides, load_limits
+
+        limits = load_limits(self.lane.config.lane.limits_dir)
+        return apply_overrides(limits, command.limit_overrides) if command.limit_overrides else limits
+
+    async def _start(self, command: StartCommand) -> None:
+        reasons = self.refusal_reasons(command)
+        if reasons:
+            self._reply(command.request_id, "start", reasons, command.inspection_no)
+            return
+        record = InspectionRecord.new(command)
+        self.current = record
+        self._abort.clear()
+        self._capture_done.clear()
+        self._save(record)
+        self._reply(command.request_id, "start", [], command.inspection_no)
+        self._begin_capture(record)
+        self._task = asyncio.create_task(self._run(record), name=f"inspection-{record.inspection_no}")
+
+    def _abort_command(self, command: AbortCommand) -> None:
+        current = self.current
+        if current is None or current.inspection_no != command.inspection_no:
+            running = f"inspection {current.inspection_no} is running" if current else "no inspection is running"
+            self._reply(command.request_id, "abort", [f"{running}, not {command.inspection_no}"], command.inspection_no)
+            return
+        current.abort_reason = command.reason or "aborted by the station"
+        self._abort.set()
+        self._reply(command.request_id, "abort", [], command.inspection_no)
+
+    async def _daily_check(self, command: DailyCheckCommand) -> None:
+        if self.daily_checks is None:
+            self._reply(command.request_id, "daily-check", ["daily checks are not available on this lane"])
+            return
+        if self.current is not None:
+            self._reply(command.request_id, "daily-check", [f"lane busy with inspection {self.current.inspection_no}"])
+            return
+        from laned.daily_checks import run_daily_checks
+
+        self._reply(command.request_id, "daily-check", [])
+        asyncio.create_task(run_daily_checks(self.lane, self.daily_checks, command.checks))
+
+    # ----- the PDA -----------------------------------------------------------------------
+
+    def _begin_capture(self, record: InspectionRecord) -> None:
+        from laned.capture import CaptureInspection
+
+        if not record.command.items.exterior:
+            self._capture_done.set()
+            return
+        vehicle = record.command.vehicle
+        self.assembler.begin(
+            CaptureInspection(
+                inspection_no=record.inspection_no,
+                plate=vehicle.plate,
+                plate_type=vehicle.plate_type,
+                vin=vehicle.vin,
+                vehicle_class=vehicle.vehicle_class,
+                fuel=vehicle.fuel,
+                has_obd=vehicle.has_obd,
+            )
+        )
+        if record.capture is not None:
+            self._capture_done.set()
+
+    async def on_pda(self, topic: str, payload: bytes) -> None:
+        base = self.lane.topics.pda + "/"
+        rest = topic[len(base) :].split("/")
+        received_at = utc_now()
+        if rest == ["capture"]:
+            acks = self.assembler.on_document(payload, received_at)
+        elif len(rest) == 3 and rest[0] == "photo":
+            acks = self.assembler.on_photo(rest[1], rest[2], payload, received_at)
+        elif rest and rest[0] == "ack":
+            return  # our own acks, if the broker echoes them to a wildcard subscription
+        else:
+            log.warning("pda_unknown_topic", topic=topic)
+            return
+        for ack in acks:
+            self.lane.mqtt.enqueue(f"{base}ack/{ack.capture_id}", ack.model_dump(mode="json"), kind="ack")
+        completed = self.assembler.completed
+        record = self.current
+        if completed is not None and record is not None and record.capture is None:
+            record.capture = completed
+            self._save(record)
+            self.lane.publish_event_model(
+                type="capture",
+                inspection_no=record.inspection_no,
+                text=f"exterior capture {completed.capture_id} complete",
+                data={"capture_id": completed.capture_id, "pda_clock_offset_s": completed.pda_clock_offset_s},
+            )
+            self._capture_done.set()
+
+    # ----- running ------------------------------------------------------------------------
+
+    def _context(self, record: InspectionRecord) -> InspectionContext:
+        def publish(**fields: Any) -> None:
+            self.lane.publish_event_model(inspection_no=record.inspection_no, **fields)
+
+        def set_step(step: str | None) -> None:
+            record.step = step
+            self.lane.inspection = record.status()
+            self.lane.publish_status()
+
+        return InspectionContext(
+            inspection_no=record.inspection_no,
+            command=record.command,
+            drivers=self.lane.drivers,
+            limits=self.limits_for(record.command),
+            settings=self.settings,
+            publish_event=publish,
+            set_step=set_step,
+            abort=self._abort,
+            state_dir=self.lane.config.lane.state_dir,
+            daily_checks=self.daily_checks,
+        )
+
+    def procedures_for(self, command: StartCommand) -> list[tuple[str, Any]]:
+        plan: list[tuple[str, Any]] = []
+        if command.items.brake_axles or command.items.parking_brake:
+            from laned.procedures.brake import run_brake_test
+
+            plan.append(("brake", run_brake_test))
+        if command.items.emissions == "two_speed_idle":
+            from laned.procedures.two_speed_idle import run_two_speed_idle
+
+            plan.append(("two_speed_idle", run_two_speed_idle))
+        elif command.items.emissions == "free_acceleration":
+            from laned.procedures.free_acceleration import run_free_acceleration
+
+            plan.append(("free_acceleration", run_free_acceleration))
+        return plan
+
+    async def _run(self, record: InspectionRecord) -> None:
+        ctx = self._context(record)
+        self.lane.inspection = record.status()
+        self.lane.publish_status()
+        ctx._publish_event(type="inspection_started", text=f"inspection {record.inspection_no} started")
+        try:
+            for name, procedure in self.procedures_for(record.command):
+                if name in record.outcomes or name in record.not_completed:
+                    continue  # done before a restart
+                await self._run_item(ctx, record, name, procedure)
+                if name in record.not_completed and self.settings.on_item_failure == "abort":
+                    raise InspectionAborted(f"{name} failed: {record.not_completed[name]}")
+            ctx.step("capture", "waiting for the PDA's exterior capture")
+            await self._wait_capture(ctx)
+            self.publish_results(record)
+            ctx._publish_event(type="inspection_finished", text=f"inspection {record.inspection_no} finished")
+        except InspectionAborted as exc:
+            reason = record.abort_reason or str(exc)
+            record.abort_reason = reason
+            await self._safe_stop_devices()
+            self.publish_results(record)
+            ctx._publish_event(type="inspection_aborted", text=reason)
+        except Exception as exc:  # a procedure's bug: devices safe, measured results still published
+            log.exception("inspection_crashed", inspection_no=record.inspection_no)
+            await self._safe_stop_devices()
+            record.abort_reason = f"internal error: {exc!r}"
+            self.publish_results(record)
+        finally:
+            self._finish(record)
+
+    async def _run_item(self, ctx: InspectionContext, record: InspectionRecord, name: str, procedure: Any) -> None:
+        try:
+            outcome: ItemOutcome = await procedure(ctx)
+            record.outcomes[name] = outcome
+        except ProcedureError as exc:
+            await self._safe_stop_devices()
+            record.not_completed[name] = exc.reason
+            ctx.warn(f"{name} not completed: {exc.reason}", item=name)
+            log.warning("item_not_completed", inspection_no=record.inspection_no, item=name, reason=exc.reason)
+        finally:
+            self._save(record)
+
+    async def _wait_capture(self, ctx: InspectionContext) -> None:
+        if self._capture_done.is_set():
+            return
+        waiter = asyncio.create_task(self._capture_done.wait())
+        aborter = asyncio.create_task(self._abort.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, aborter},
+                timeout=self.settings.capture_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waiter.cancel()
+            aborter.cancel()
+        if aborter in done:
+            raise InspectionAborted("inspection aborted while waiting for the capture")
+        if not done:
+            assert self.current is not None
+            self.current.not_completed["exterior"] = (
+                f"no complete PDA capture within {self.settings.capture_timeout_s:g} s"
+            )
+
+    async def _safe_stop_devices(self) -> None:
+        await asyncio.gather(*(driver.safe_stop() for driver in self.lane.drivers.values()))
+
+    def publish_results(self, record: InspectionRecord) -> None:
+        """Build both results, put them in the outbox (durable), and mark the record published."""
+        from laned.results import build_results
+
+        if record.published:
+            return
+        for kind, document in build_results(record, self.lane).items():
+            self.lane.mqtt.enqueue(self.lane.topics.result(kind), document, kind="result")
+            log.info("result_queued", inspection_no=record.inspection_no, result=kind, result_id=document["result_id"],
+                     verdict=document.get("verdict"))
+        record.published = True
+        self._save(record)
+
+    def _finish(self, record: InspectionRecord) -> None:
+        self.assembler.end()
+        self.current = None
+        self.lane.inspection = None
+        self.lane.publish_status()
+        with contextlib.suppress(FileNotFoundError):
+            if record.published:
+                self._record_path(record.inspection_no).rename(self.records_dir / f"{record.inspection_no}.done.json")
+
+    # ----- persistence --------------------------------------------------------------------
+
+    def _record_path(self, inspection_no: str) -> Path:
+        return self.records_dir / f"{inspection_no}.json"
+
+    def _save(self, record: InspectionRecord) -> None:
+        path = self._record_path(record.inspection_no)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record.to_json(), ensure_ascii=False, default=str), encoding="utf-8")
+        with open(tmp, "rb+") as fh:
+            import os
+
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+
+    def resume(self) -> None:
+        """After a restart: an unfinished inspection continues; measured items are not run again."""
+        for path in sorted(self.records_dir.glob("*.json")):
+            if path.name.endswith(".done.json"):
+                continue
+            try:
+                record = InspectionRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            except Exception as exc:
+                log.error("inspection_record_unreadable", path=str(path), error=str(exc))
+                continue
+            if record.published:
+                path.rename(path.with_name(f"{record.inspection_no}.done.json"))
+                continue
+            log.warning("inspection_resumed", inspection_no=record.inspection_no,
+                        measured=sorted(record.outcomes), capture=record.capture is not None)
+            self.current = record
+            self._abort.clear()
+            self._capture_done.clear()
+            self._begin_capture(record)
+            self._task = asyncio.create_task(self._run(record), name=f"inspection-{record.inspection_no}")
+            return
+
+    def cancel(self) -> None:
+        """On shutdown: end a running inspection's device work at once. The record stays on disk
+        unpublished, and the inspection resumes when the lane starts again."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def wait_stopped(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def event_document(**fields: Any) -> dict[str, Any]:
+    return dump(Event(event_id=new_event_id(), lane_time=fields.pop("lane_time", None) or utc_now(), **fields))
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

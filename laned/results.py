@@ -1,0 +1,267 @@
+"""The split: one inspection record becomes a safety result and an emissions result.
+
+Shared content (identity, odometer, the 45° and VIN photos, the S+E check
+items) goes to both; everything else to the platform it belongs to, as the
+platform mapping files say. Each result is complete on its own, carries an id
+that is the same on every delivery (derived from the inspection, so a result
+rebuilt after a restart keeps its id), and is signed with the lane's key
+(HMAC-SHA256) so the station can tell it came from this lane unaltered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from laned.platforms import PlatformMapping, load_mappings
+from laned.procedures import utc_now
+from protocols.results import EmissionsResult, SafetyResult
+
+if TYPE_CHECKING:
+    from laned.daemon import Lane
+    from laned.record import InspectionRecord
+
+log = structlog.get_logger("laned.results")
+
+RESULT_NAMESPACE = uuid.UUID("6f1c2a4e-7d55-4d0b-9a55-2f6f3b8e9c10")
+EXTERIOR_OK = {"pass", "na"}
+
+
+def signing_key(lane: Lane) -> bytes:
+    """The lane's HMAC key: from the config, its key file, or one generated once in the state dir."""
+    config = lane.config.lane
+    if config.signing_key is not None:
+        return config.signing_key.get_secret_value().encode()
+    path = config.signing_key_file or (config.state_dir / "signing.key")
+    if path.exists():
+        return path.read_bytes().strip()
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    log.warning("signing_key_generated", path=str(path), hint="give this key to the station to verify results")
+    return key
+
+
+def canonical_json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def sign(document: dict[str, Any], key: bytes) -> dict[str, str]:
+    """The signature block over the document without its `signature` field."""
+    body = {k: v for k, v in document.items() if k != "signature"}
+    return {
+        "algorithm": "HMAC-SHA256",
+        "key_id": hashlib.sha256(key).hexdigest()[:16],
+        "value": hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest(),
+    }
+
+
+def verify(document: dict[str, Any], key: bytes) -> bool:
+    """What a station does with the lane's key: True if the result is this lane's, unaltered."""
+    expected = sign(document, key)["value"]
+    return hmac.compare_digest(expected, str(document.get("signature", {}).get("value", "")))
+
+
+def _exterior_item(record: InspectionRecord, mapping: PlatformMapping) -> dict[str, Any] | None:
+    capture = record.capture
+    if capture is None or mapping.exterior_item_code is None:
+        return None
+    checks = [c for c in capture.document.checks if c.item in mapping.exterior_items]
+    failed = [c.item for c in checks if c.result not in EXTERIOR_OK]
+    return {
+        "code": mapping.exterior_item_code,
+        "item": "exterior",
+        "verdict": "fail" if failed else "pass",
+        "reason": f"failed: {', '.join(failed)}" if failed else None,
+        "checks": [{"item": c.item, "result": c.result, "note": c.note} for c in checks],
+        "capture_id": capture.capture_id,
+        "pda_id": capture.document.pda_id,
+    }
+
+
+def _obd_item(record: InspectionRecord) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    capture = record.capture
+    if capture is None or capture.document.obd is None:
+        return None, None
+    obd = capture.document.obd
+    vin = record.command.vehicle.vin
+    problems = []
+    if not obd.link_ok:
+        problems.append("no communication with the engine ECU")
+    if obd.mil_on:
+        problems.append("malfunction indicator lamp on")
+    if obd.ecu_vin is not None and obd.ecu_vin != vin:
+        problems.append(f"VIN from the ECU {obd.ecu_vin} differs from the vehicle's {vin}")
+    data = obd.model_dump(mode="json")
+    item = {
+        "code": "OBD",
+        "item": "obd",
+        "verdict": "fail" if problems else "pass",
+        "reason": "; ".join(problems) or None,
+        "values": data,
+        "warnings": [f"readiness incomplete: {', '.join(obd.readiness_incomplete)}"] if obd.readiness_incomplete else [],
+    }
+    return item, data
+
+
+def _photos(record: InspectionRecord, mapping: PlatformMapping) -> list[dict[str, Any]]:
+    capture = record.capture
+    if capture is None:
+        return []
+    offset = capture.pda_clock_offset_s
+    from datetime import timedelta
+
+    return [
+        {
+            "photo": p.photo,
+            "code": mapping.photos[p.photo],
+            "sha256": p.sha256,
+            "bytes": p.size_bytes,
+            "taken_at_pda": p.taken_at.isoformat(),
+            "taken_at_lane": (p.taken_at + timedelta(seconds=offset)).isoformat(),
+            "received_at_lane": p.received_at.isoformat(),
+            "ref": f"photos/{p.sha256[:2]}/{p.sha256}.jpg",
+        }
+        for p in capture.photos
+        if p.photo in mapping.photos
+    ]
+
+
+def _not_completed_items(record: InspectionRecord, platform: str) -> list[dict[str, Any]]:
+    items = []
+    command = record.command
+    for name, reason in record.not_completed.items():
+        if name == "brake" and platform == "safety":
+            codes = [(f"B{n}", f"service_brake_axle_{n}") for n in command.items.brake_axles]
+            if command.items.parking_brake:
+                codes.append(("B0", "parking_brake"))
+            items += [{"code": c, "item": i, "verdict": "not_completed", "reason": reason} for c, i in codes]
+        elif name in ("two_speed_idle", "free_acceleration") and platform == "emissions":
+            items.append({"code": name.upper(), "item": name, "verdict": "not_completed", "reason": reason})
+    return items
+
+
+def _verdict(record: InspectionRecord, items: list[dict[str, Any]], platform: str) -> str:
+    if record.abort_reason or any(i["verdict"] in ("not_completed", "void") for i in items):
+        return "incomplete"
+    if "exterior" in record.not_completed and record.command.items.exterior:
+        return "incomplete"
+    return "fail" if any(i["verdict"] == "fail" for i in items) else "pass"
+
+
+def _platform_record(document: dict[str, Any], mapping: PlatformMapping, record: InspectionRecord) -> dict[str, Any]:
+    n = mapping.name_of
+    vehicle = record.command.vehicle
+    inspector = record.capture.document.inspector if record.capture else None
+    odometer = record.capture.document.vehicle.odometer_km if record.capture else None
+    from datetime import datetime
+
+    return {
+        n("inspection_no"): record.inspection_no,
+        n("station"): document["station"],
+        n("lane"): document["lane"],
+        n("plate"): vehicle.plate,
+        n("plate_type"): vehicle.plate_type,
+        n("vin"): vehicle.vin,
+        n("vehicle_class"): vehicle.vehicle_class,
+        n("fuel"): vehicle.fuel,
+        n("result_id"): document["result_id"],
+        n("verdict"): mapping.verdicts[document["verdict"]],
+        n("finished_at"): mapping.time(datetime.fromisoformat(document["clocks"]["lane_finished_at"])),
+        n("inspector_name"): inspector.name if inspector else None,
+        n("inspector_id"): inspector.id if inspector else None,
+        n("odometer_km"): odometer,
+        n("items"): [
+            {n("item_code"): i["code"], n("item_verdict"): mapping.verdicts[i["verdict"]], n("item_reason"): i.get("reason")}
+            for i in document["items"]
+        ],
+        n("photos"): [
+            {
+                n("photo_code"): p["code"],
+                n("photo_time"): mapping.time(datetime.fromisoformat(p["taken_at_lane"])),
+                n("photo_sha256"): p["sha256"],
+            }
+            for p in document["photos"]
+        ],
+    }
+
+
+def build_results(record: InspectionRecord, lane: Lane) -> dict[str, dict[str, Any]]:
+    """Both results of the record, signed, as the JSON documents to publish."""
+    mappings = load_mappings(Path(lane.config.lane.platforms_dir))
+    key = signing_key(lane)
+    command = record.command
+    capture = record.capture
+    finished = utc_now()
+    clocks = {
+        "lane_received_at": record.received_at.isoformat(),
+        "lane_finished_at": finished.isoformat(),
+        "station_time": command.station_time.isoformat() if command.station_time else None,
+        "station_clock_offset_s": record.station_clock_offset_s,
+        "pda_captured_at": capture.document.captured_at.isoformat() if capture else None,
+        "pda_clock_offset_s": round(capture.pda_clock_offset_s, 3) if capture else None,
+    }
+    vehicle = {
+        **command.vehicle.model_dump(mode="json", include={
+            "plate", "plate_type", "vin", "vehicle_class", "fuel", "curb_mass_kg", "total_mass_kg",
+            "registration_date", "new_registration"}),
+        "odometer_km": capture.document.vehicle.odometer_km if capture else None,
+    }
+    inspector = capture.document.inspector.model_dump(mode="json") if capture else None
+    results: dict[str, dict[str, Any]] = {}
+    for platform, model in (("safety", SafetyResult), ("emissions", EmissionsResult)):
+        mapping = mappings[platform]
+        items: list[dict[str, Any]] = []
+        exterior = _exterior_item(record, mapping)
+        if exterior is not None:
+            items.append(exterior)
+        devices: dict[str, dict[str, Any]] = {}
+        extra: dict[str, Any] = {}
+        if platform == "emissions":
+            obd_item, obd = _obd_item(record)
+            if obd_item is not None:
+                items.append(obd_item)
+            extra = {"method": command.items.emissions, "obd": obd}
+        for outcome in record.outcomes.values():
+            if outcome.platform == platform:
+                items.extend(outcome.items)
+                devices.update(outcome.devices)
+        items.extend(_not_completed_items(record, platform))
+        document: dict[str, Any] = {
+            "schema": f"result-{platform}/1",
+            "result_id": str(uuid.uuid5(RESULT_NAMESPACE, f"{lane.config.lane.station}/{lane.config.lane.lane}/"
+                                        f"{record.inspection_no}/{record.received_at.isoformat()}/{platform}")),
+            "inspection_no": record.inspection_no,
+            "station": lane.config.lane.station,
+            "lane": lane.config.lane.lane,
+            "clocks": clocks,
+            "vehicle": vehicle,
+            "verdict": _verdict(record, items, platform),
+            "items": items,
+            "photos": _photos(record, mapping),
+            "devices": devices,
+            "not_completed": {k: v for k, v in record.not_completed.items() if _belongs(k, platform)},
+            "aborted": record.abort_reason,
+            "inspector": inspector,
+            **extra,
+        }
+        document["platform_record"] = _platform_record(document, mapping, record)
+        document["signature"] = sign(document, key)
+        model.model_validate(document)  # the message we publish is the one the schema describes
+        results[platform] = document
+    return results
+
+
+def _belongs(item: str, platform: str) -> bool:
+    if item == "exterior":
+        return True
+    return (item == "brake") == (platform == "safety")

@@ -1,0 +1,105 @@
+"""The two result messages of an inspection: `…/result/safety` and `…/result/emissions`.
+
+Each is complete on its own: a consumer of one never needs the other. The
+envelope is the same for both (ids, clocks, vehicle, verdict, devices,
+signature); `items` and `photos` hold what belongs to that platform, in the
+lane's canonical English form with units in the field names; `platform_record`
+repeats the same content under the platform's own field names, codes and time
+format, as the lane's platform mapping file says (a province with other field
+standards changes that file, not code).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["pass", "fail", "incomplete"]
+ItemVerdict = Literal["pass", "fail", "void", "not_tested", "not_completed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Clocks(_Model):
+    """The lane's clock is the record's clock; the others are kept beside it with their offsets."""
+
+    lane_received_at: datetime = Field(description="lane clock: the start command arrived")
+    lane_finished_at: datetime = Field(description="lane clock: the result was built")
+    station_time: datetime | None = Field(None, description="the station's clock in its start command")
+    station_clock_offset_s: float | None = Field(None, description="lane − station, seconds")
+    pda_captured_at: datetime | None = Field(None, description="the PDA's clock: capture taken")
+    pda_clock_offset_s: float | None = Field(None, description="lane receive time − PDA captured_at, seconds")
+
+
+class VehicleInfo(_Model):
+    plate: str
+    plate_type: str
+    vin: str
+    vehicle_class: str
+    fuel: str
+    curb_mass_kg: int
+    total_mass_kg: int
+    registration_date: str
+    new_registration: bool
+    odometer_km: int | None = None
+
+
+class ResultItem(BaseModel):
+    """One judged item. Beyond these fields each kind of item carries its own values, limits,
+    checks and process data (see docs/mqtt-api.md)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    code: str = Field(description="the platform's item code, e.g. F1, B1, B0")
+    item: str = Field(description="stable English name, e.g. service_brake_axle_1")
+    verdict: ItemVerdict
+    reason: str | None = None
+
+
+class PhotoRef(_Model):
+    photo: str
+    code: str | None = Field(description="the platform's photo code")
+    sha256: str
+    bytes: int
+    taken_at_pda: datetime
+    taken_at_lane: datetime = Field(description="taken_at corrected by the PDA's clock offset")
+    received_at_lane: datetime
+    ref: str = Field(description="where the lane keeps the JPEG (content-addressed)")
+
+
+class Signature(_Model):
+    algorithm: Literal["HMAC-SHA256"] = "HMAC-SHA256"
+    key_id: str = Field(description="first 16 hex digits of SHA-256 of the key")
+    value: str = Field(description="hex HMAC over the canonical JSON of the message without `signature`")
+
+
+class _Result(_Model):
+    result_id: str = Field(description="unique per result; the same on every delivery — drop repeats by it")
+    inspection_no: str
+    station: str
+    lane: str
+    clocks: Clocks
+    vehicle: VehicleInfo
+    verdict: Verdict
+    items: list[ResultItem]
+    photos: list[PhotoRef]
+    devices: dict[str, dict[str, Any]]
+    not_completed: dict[str, str] = Field(default_factory=dict)
+    aborted: str | None = None
+    inspector: dict[str, Any] | None = None
+    platform_record: dict[str, Any]
+    signature: Signature
+
+
+class SafetyResult(_Result):
+    schema_: Literal["result-safety/1"] = Field("result-safety/1", alias="schema")
+
+
+class EmissionsResult(_Result):
+    schema_: Literal["result-emissions/1"] = Field("result-emissions/1", alias="schema")
+    method: str | None = Field(None, description="two_speed_idle, free_acceleration, or null")
+    obd: dict[str, Any] | None = None
