@@ -82,7 +82,7 @@ class Mosquitto:
 
     async def start(self, timeout_s: float = 10.0) -> None:
         conf = self._write_config()
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a daemon child, not awaited
+        self.process = subprocess.Popen(
             [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout_s

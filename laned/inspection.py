@@ -57,6 +57,7 @@ class InspectionRunner:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.current: InspectionRecord | None = None
         self._task: asyncio.Task[None] | None = None
+        self._daily_task: asyncio.Task[Any] | None = None
         self._abort = asyncio.Event()
         self._capture_done = asyncio.Event()
         self.assembler: Any = None
@@ -204,7 +205,7 @@ class InspectionRunner:
         from laned.daily_checks import run_daily_checks
 
         self._reply(command.request_id, "daily-check", [])
-        asyncio.create_task(run_daily_checks(self.lane, self.daily_checks, command.checks))
+        self._daily_task = asyncio.create_task(run_daily_checks(self.lane, self.daily_checks, command.checks))
 
     # ----- the PDA -----------------------------------------------------------------------
 
@@ -372,8 +373,13 @@ class InspectionRunner:
             return
         for kind, document in build_results(record, self.lane).items():
             self.lane.mqtt.enqueue(self.lane.topics.result(kind), document, kind="result")
-            log.info("result_queued", inspection_no=record.inspection_no, result=kind, result_id=document["result_id"],
-                     verdict=document.get("verdict"))
+            log.info(
+                "result_queued",
+                inspection_no=record.inspection_no,
+                result=kind,
+                result_id=document["result_id"],
+                verdict=document.get("verdict"),
+            )
         record.published = True
         self._save(record)
 
@@ -414,8 +420,12 @@ class InspectionRunner:
             if record.published:
                 path.rename(path.with_name(f"{record.inspection_no}.done.json"))
                 continue
-            log.warning("inspection_resumed", inspection_no=record.inspection_no,
-                        measured=sorted(record.outcomes), capture=record.capture is not None)
+            log.warning(
+                "inspection_resumed",
+                inspection_no=record.inspection_no,
+                measured=sorted(record.outcomes),
+                capture=record.capture is not None,
+            )
             self.current = record
             self._abort.clear()
             self._capture_done.clear()

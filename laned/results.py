@@ -108,7 +108,9 @@ def _obd_item(record: InspectionRecord) -> tuple[dict[str, Any] | None, dict[str
         "verdict": "fail" if problems else "pass",
         "reason": "; ".join(problems) or None,
         "values": data,
-        "warnings": [f"readiness incomplete: {', '.join(obd.readiness_incomplete)}"] if obd.readiness_incomplete else [],
+        "warnings": [f"readiness incomplete: {', '.join(obd.readiness_incomplete)}"]
+        if obd.readiness_incomplete
+        else [],
     }
     return item, data
 
@@ -181,7 +183,11 @@ def _platform_record(document: dict[str, Any], mapping: PlatformMapping, record:
         n("inspector_id"): inspector.id if inspector else None,
         n("odometer_km"): odometer,
         n("items"): [
-            {n("item_code"): i["code"], n("item_verdict"): mapping.verdicts[i["verdict"]], n("item_reason"): i.get("reason")}
+            {
+                n("item_code"): i["code"],
+                n("item_verdict"): mapping.verdicts[i["verdict"]],
+                n("item_reason"): i.get("reason"),
+            }
             for i in document["items"]
         ],
         n("photos"): [
@@ -211,9 +217,20 @@ def build_results(record: InspectionRecord, lane: Lane) -> dict[str, dict[str, A
         "pda_clock_offset_s": round(capture.pda_clock_offset_s, 3) if capture else None,
     }
     vehicle = {
-        **command.vehicle.model_dump(mode="json", include={
-            "plate", "plate_type", "vin", "vehicle_class", "fuel", "curb_mass_kg", "total_mass_kg",
-            "registration_date", "new_registration"}),
+        **command.vehicle.model_dump(
+            mode="json",
+            include={
+                "plate",
+                "plate_type",
+                "vin",
+                "vehicle_class",
+                "fuel",
+                "curb_mass_kg",
+                "total_mass_kg",
+                "registration_date",
+                "new_registration",
+            },
+        ),
         "odometer_km": capture.document.vehicle.odometer_km if capture else None,
     }
     inspector = capture.document.inspector.model_dump(mode="json") if capture else None
@@ -238,8 +255,13 @@ def build_results(record: InspectionRecord, lane: Lane) -> dict[str, dict[str, A
         items.extend(_not_completed_items(record, platform))
         document: dict[str, Any] = {
             "schema": f"result-{platform}/1",
-            "result_id": str(uuid.uuid5(RESULT_NAMESPACE, f"{lane.config.lane.station}/{lane.config.lane.lane}/"
-                                        f"{record.inspection_no}/{record.received_at.isoformat()}/{platform}")),
+            "result_id": str(
+                uuid.uuid5(
+                    RESULT_NAMESPACE,
+                    f"{lane.config.lane.station}/{lane.config.lane.lane}/"
+                    f"{record.inspection_no}/{record.received_at.isoformat()}/{platform}",
+                )
+            ),
             "inspection_no": record.inspection_no,
             "station": lane.config.lane.station,
             "lane": lane.config.lane.lane,

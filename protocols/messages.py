@@ -103,14 +103,16 @@ class AbortCommand(_Message):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+DailyCheck = Literal["leak_check", "zero", "hc_residue"]
+DAILY_CHECKS: tuple[DailyCheck, ...] = ("leak_check", "zero", "hc_residue")
+
+
 class DailyCheckCommand(_Message):
     """`…/cmd/daily-check`: run the gas analyzer's leak check and zero (and HC residue)."""
 
     schema_: Literal["lane-cmd-daily-check/1"] = Field(alias="schema")
     request_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    checks: list[Literal["leak_check", "zero", "hc_residue"]] = Field(
-        default_factory=lambda: ["leak_check", "zero", "hc_residue"]
-    )
+    checks: list[DailyCheck] = Field(default_factory=lambda: list(DAILY_CHECKS))
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

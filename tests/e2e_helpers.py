@@ -11,7 +11,9 @@ import aiomqtt
 from simulators.vehicle import load_vehicle_file
 
 
-def start_command(vehicle_name: str, inspection_no: str, *, request_id: str | None = None, **items: Any) -> dict[str, Any]:
+def start_command(
+    vehicle_name: str, inspection_no: str, *, request_id: str | None = None, **items: Any
+) -> dict[str, Any]:
     """The `start` a station would send for a simulated vehicle file (axles from its [brake] table)."""
     data = load_vehicle_file(vehicle_name)
     v = data["vehicle"]
