@@ -21,6 +21,7 @@ import random
 import time
 import tty
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,16 @@ class PtyLink:
             raise
 
 
+@dataclass(frozen=True)
+class LateReply:
+    """A reply sent only when a long operation ends (an opacimeter's zero), `after_s` after its
+    request; meanwhile the device keeps answering other requests. `make()` builds the reply at
+    that moment (None: stay silent), so it reflects what happened during the operation."""
+
+    after_s: float
+    make: Callable[[], bytes | None]
+
+
 SHARED_FAULTS = frozenset({"silence", "short_reply", "bad_checksum", "stray_bytes", "lost_cable"})
 
 
@@ -135,6 +146,7 @@ class PacedSerialServer(ABC):
         self._busy_until = 0.0
         self._rx_event = asyncio.Event()
         self._closing = False
+        self._late: set[asyncio.Task[None]] = set()
 
     # ----- the device's part -------------------------------------------------
 
@@ -143,12 +155,17 @@ class PacedSerialServer(ABC):
         """Bytes the request starting at buffer[0] needs; None if buffer[0] cannot start one."""
 
     @abstractmethod
-    def handle(self, request: bytes) -> bytes | None:
-        """The reply to one complete request, or None to stay silent."""
+    def handle(self, request: bytes) -> bytes | LateReply | None:
+        """The reply to one complete request, None to stay silent, or a LateReply."""
 
     def corrupt_checksum(self, reply: bytes) -> bytes:
         """The reply with its last byte (the checksum in every manual here) made wrong."""
         return reply[:-1] + bytes([(reply[-1] + 1) & 0xFF]) if reply else reply
+
+    def stray_bytes(self) -> bytes:
+        """Noise sent before a reply under the stray_bytes fault. A device overrides this to
+        keep the noise from containing bytes that could start one of its replies."""
+        return bytes(random.randrange(256) for _ in range(3))
 
     # ----- faults -------------------------------------------------------------
 
@@ -182,15 +199,17 @@ class PacedSerialServer(ABC):
         try:
             while not self._closing:
                 self.pty.open()
-                assert self.pty.master_fd is not None
-                loop.add_reader(self.pty.master_fd, self._rx_event.set)
+                fd = self.pty.master_fd
+                assert fd is not None
+                loop.add_reader(fd, self._rx_event.set)
                 log.info("sim_serial_open", device=self.name, link=str(self.pty.link), pty=self.pty.slave_name)
                 try:
                     await self._serve_open_line()
                 finally:
+                    for task in list(self._late):
+                        task.cancel()  # a reply still to come is lost with the line
                     with contextlib.suppress(Exception):
-                        if self.pty.master_fd is not None:
-                            loop.remove_reader(self.pty.master_fd)
+                        loop.remove_reader(fd)  # even when close() has already closed the pty
                     self.pty.close()
                 if self._closing:
                     break
@@ -201,7 +220,7 @@ class PacedSerialServer(ABC):
             self.pty.close()
 
     async def _serve_open_line(self) -> None:
-        while True:
+        while not self._closing:
             if self.fault_active("lost_cable"):
                 log.info("sim_cable_lost", device=self.name)
                 return
@@ -237,16 +256,16 @@ class PacedSerialServer(ABC):
 
     async def _answer(self, request: bytes) -> None:
         started = time.monotonic()
-        reply = self.handle(request)
+        answer = self.handle(request)
         self.requests_served += 1
-        if reply is None or self.fault_active("silence"):
+        if isinstance(answer, LateReply):
+            task = asyncio.create_task(self._answer_late(answer, started))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
             return
-        if self.fault_active("bad_checksum"):
-            reply = self.corrupt_checksum(reply)
-        if self.fault_active("short_reply"):
-            reply = reply[: max(1, len(reply) // 2)]
-        if self.fault_active("stray_bytes"):
-            reply = bytes(random.randrange(256) for _ in range(3)) + reply
+        reply = self._with_faults(answer)
+        if reply is None:
+            return
         # the request's own wire time, the device's think time, then the reply on the wire
         due = started + self.timing.wire_time_s(len(request)) + self.reply_delay_s
         due += self.timing.wire_time_s(len(reply))
@@ -258,6 +277,30 @@ class PacedSerialServer(ABC):
             pass  # bytes sent while the device was answering are lost, as on the real line
         self.pty.write(reply)
         self._buffer.clear()
+
+    def _with_faults(self, reply: bytes | None) -> bytes | None:
+        """The reply as the shared faults deliver it (None: nothing at all)."""
+        if reply is None or self.fault_active("silence"):
+            return None
+        if self.fault_active("bad_checksum"):
+            reply = self.corrupt_checksum(reply)
+        if self.fault_active("short_reply"):
+            reply = reply[: max(1, len(reply) // 2)]
+        if self.fault_active("stray_bytes"):
+            reply = self.stray_bytes() + reply
+        return reply
+
+    async def _answer_late(self, late: LateReply, started: float) -> None:
+        await asyncio.sleep(max(0.0, started + late.after_s - time.monotonic()))
+        reply = self._with_faults(late.make())
+        if reply is None:
+            return
+        while (wait := self._busy_until - time.monotonic()) > 0:
+            await asyncio.sleep(wait)  # one reply at a time on the line
+        wire_s = self.timing.wire_time_s(len(reply))
+        self._busy_until = time.monotonic() + wire_s
+        await asyncio.sleep(wire_s)
+        self.pty.write(reply)
 
     def close(self) -> None:
         self._closing = True
