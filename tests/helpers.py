@@ -34,17 +34,20 @@ class Recorder:
 
     messages: list[Received] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    cursor: int = 0  # wait_for looks at messages after the last one it matched
 
     def on(self, topic_suffix: str) -> list[Received]:
         return [m for m in self.messages if m.topic.endswith(topic_suffix)]
 
     async def wait_for(self, predicate: Callable[[Received], bool], timeout_s: float = 10.0) -> Received:
+        """The first message after the previous match that satisfies `predicate` (waits for it)."""
         deadline = time.monotonic() + timeout_s
-        seen = 0
+        seen = self.cursor
         while True:
-            for message in self.messages[seen:]:
-                if predicate(message):
-                    return message
+            for index in range(seen, len(self.messages)):
+                if predicate(self.messages[index]):
+                    self.cursor = index + 1
+                    return self.messages[index]
             seen = len(self.messages)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
