@@ -1,0 +1,556 @@
+"""Driver of the RB-2 roller brake tester (Modbus TCP or RTU 19200 8E1) on the common life cycle.
+
+pymodbus 3.16's async clients carry the frames; protocols/brake_tester.py says
+what the registers mean. One request at a time on the line (`Driver.exchange`);
+reads are repeated after a timeout (reading never changes the tester), writes
+are not. Exception replies become `DeviceRefused` naming the exception: 02
+outside the map, 03 bad value, 06 busy (an interlock). A refusal proves the
+tester answers, so it does not count against the link's health; exception 04
+(device failure) does.
+
+The curve ring is read losslessly by `CurveCapture`: block reads from where
+it left off (the protocols' planner and cursor), each block checked against a
+SAMPLE_INDEX read taken after it, every sample delivered once in order with
+its index, and every gap counted and logged, never silent.
+
+Safety: `emergency_stop()` writes MOTORS = 0 ahead of every request not yet on
+the line and never raises; `safe_stop()` (daemon shutdown, failed procedure) does
+the same through `_safe_state`.
+
+This module is over 400 lines because the capture belongs with the requests it
+makes; it has no other reason to grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import termios
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+from drivers.base import Backoff, Driver
+from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
+from protocols import brake_tester as bt
+from protocols.errors import ProtocolError
+
+#: exception replies that mean "the tester is fine, the request was not": they keep health good
+REQUEST_EXCEPTIONS = frozenset({bt.ExceptionCode.ILLEGAL_ADDRESS, bt.ExceptionCode.ILLEGAL_VALUE,
+                                bt.ExceptionCode.DEVICE_BUSY})
+SETTING_NAMES = {p.name: p.address for p in bt.HOLDING_REGISTERS}
+#: after an RTU timeout, the line is left quiet this long: a late reply (no transaction id over
+#: RTU) must not be taken for the answer to the next request
+RTU_QUIET_S = 0.2
+TARE_LIMIT_S = 1.0  # the manual: under 500 ms; twice that before giving up
+
+
+@dataclass(frozen=True)
+class ModbusLink:
+    """Where the tester is: `transport` "tcp" (host, tcp_port) or "rtu" (serial_port, 19200 8E1)."""
+
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "127.0.0.1"
+    tcp_port: int = 502
+    serial_port: str = ""
+    baudrate: int = 19200
+    parity: str = "E"
+    bytesize: int = 8
+    stopbits: int = 1
+    unit_id: int = 1
+    timeout_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("tcp", "rtu"):
+            raise ValueError(f"transport {self.transport!r}: use tcp or rtu")
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError("transport rtu needs serial_port (e.g. /dev/ttyUSB0)")
+        if self.parity not in ("N", "E", "O"):
+            raise ValueError(f"parity {self.parity!r}: use N, E or O")
+        if not 0 <= self.unit_id <= 247:
+            raise ValueError(f"unit_id {self.unit_id}: use 1–247 (0 only over TCP)")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> ModbusLink:
+        """From a config table; unknown keys are an error naming the key."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown brake tester link key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(data))
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.tcp_port}" if self.transport == "tcp" else self.serial_port
+
+
+class BrakeTesterDriver(Driver):
+    kind = "brake_tester"
+
+    def __init__(
+        self,
+        name: str,
+        link: ModbusLink,
+        *,
+        retries: int = 2,
+        poll_hz: float = 10.0,
+        stale_after_s: float = 1.0,
+        backoff: Backoff | None = None,
+        errors_to_disconnect: int = 3,
+    ) -> None:
+        super().__init__(name, port=link.where, poll_interval_s=1.0 / poll_hz, backoff=backoff,
+                         errors_to_disconnect=errors_to_disconnect)
+        self.link = link
+        self.retries = retries
+        self.stale_after_s = stale_after_s
+        self.last_snapshot: bt.TesterSnapshot | None = None
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._last_index: int | None = None
+        self._index_since = 0.0
+        self._line_free = asyncio.Event()  # cleared while an emergency stop waits for the line
+        self._line_free.set()
+
+    @classmethod
+    def from_config(cls, name: str, config: Any, **kwargs: Any) -> BrakeTesterDriver:
+        """From the daemon's device table (read by attribute: drivers never import laned/):
+        `transport.type` "tcp" (host, port) or "rtu" (port, baudrate, parity, stopbits), `unit_id`,
+        `timeout_ms`, `retries`, `poll_hz`; `kwargs` (backoff, errors_to_disconnect) go to the driver."""
+        t = config.transport
+        timeout_s = config.timeout_ms / 1000
+        if t.type == "tcp":
+            link = ModbusLink(transport="tcp", host=t.host, tcp_port=t.port, unit_id=config.unit_id,
+                              timeout_s=timeout_s)
+        elif t.type == "rtu":
+            link = ModbusLink(transport="rtu", serial_port=t.port, baudrate=t.baudrate, parity=t.parity,
+                              stopbits=t.stopbits, unit_id=config.unit_id, timeout_s=timeout_s)
+        else:
+            raise ValueError(f"brake tester {name}: transport type {t.type!r}, use tcp or rtu")
+        return cls(name, link, retries=config.retries, poll_hz=config.poll_hz, **kwargs)
+
+    # ----- life cycle ------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        lk = self.link
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if lk.transport == "tcp":
+            client = AsyncModbusTcpClient(lk.host, port=lk.tcp_port, timeout=lk.timeout_s, retries=0,
+                                          reconnect_delay=0, name=self.name)
+        else:
+            client = AsyncModbusSerialClient(lk.serial_port, framer=FramerType.RTU, baudrate=lk.baudrate,
+                                             parity=lk.parity, bytesize=lk.bytesize, stopbits=lk.stopbits,
+                                             timeout=lk.timeout_s, retries=0, reconnect_delay=0, name=self.name)
+        self._client = client
+        failure = ""
+        try:
+            connected = await client.connect()
+        except termios.error as exc:  # pyserial re-applies settings after opening; a pty refuses parity
+            failure = f"cannot set {lk.baudrate} 8{lk.parity}{lk.stopbits} ({exc})"
+            if os.path.realpath(lk.serial_port).startswith("/dev/pts/") and lk.parity != "N":
+                failure += ": a pseudo-terminal (simulated tester) cannot carry parity; configure parity N for it"
+        if failure:
+            client.close()
+            gc.collect()  # pyserial had opened and locked the port when pymodbus failed: release it now
+            raise DeviceUnavailable(self.name, failure, port=self.port)
+        if not connected:
+            what = "TCP connection" if lk.transport == "tcp" else "serial port"
+            raise DeviceUnavailable(self.name, f"cannot open the {what} (is the tester on and the address right?)",
+                                    port=self.port)
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def _hello(self) -> None:
+        snapshot = await self.snapshot()
+        self._last_index = None
+        self.health.identity = {
+            "transport": self.link.transport,
+            "address": self.link.where,
+            "unit_id": str(self.link.unit_id),
+            "ring_size": str(snapshot.ring_size),
+            "sample_rate_hz": str(snapshot.sample_rate_hz),
+        }
+
+    async def _poll(self) -> None:
+        snapshot = await self.snapshot()
+        self._check_stale(snapshot.sample_index)
+
+    async def _safe_state(self) -> None:
+        await self._stop_motors_now(attempts=2)
+
+    def _check_stale(self, index: int) -> None:
+        now = time.monotonic()
+        if index != self._last_index:
+            self._last_index, self._index_since = index, now
+        elif now - self._index_since > self.stale_after_s:
+            raise DeviceStale(
+                self.name,
+                f"SAMPLE_INDEX stuck at {index} for {now - self._index_since:.1f} s of good replies "
+                "(frozen tester firmware?)",
+                port=self.port,
+            )
+
+    # ----- one request -------------------------------------------------------------------
+
+    def _refusal(self, what: str, response: ModbusPDU) -> DeviceRefused:
+        raw = int(getattr(response, "exception_code", 0))
+        try:
+            meaning = bt.ExceptionCode(raw).meaning
+        except ValueError:
+            meaning = "unknown exception"
+        return DeviceRefused(self.name, f"{what}: Modbus exception {raw:02d} {meaning}", port=self.port)
+
+    async def _once(self, what: str, call: Callable[[Any], Awaitable[ModbusPDU]],
+                    check: Callable[[ModbusPDU], Any]) -> Any:
+        """One request on the line (inside `exchange`): the decoded value, or a DeviceRefused to raise
+        outside (02/03/06 leave health good)."""
+        client = self._client
+        if client is None or not client.connected:
+            raise DeviceUnavailable(self.name, "link lost (connection closed or port gone)", port=self.port)
+        try:
+            response = await call(client)
+        except ModbusIOException:
+            if self.link.transport == "rtu":
+                await asyncio.sleep(RTU_QUIET_S)  # let a late reply pass before the next request
+            raise DeviceTimeout(self.name, f"no valid reply to {what} within {self.link.timeout_s * 1000:.0f} ms",
+                                port=self.port) from None
+        except ConnectionException as exc:
+            raise DeviceUnavailable(self.name, f"{what}: link lost ({exc})", port=self.port) from None
+        except ModbusException as exc:
+            raise DeviceError(self.name, f"{what}: {exc}", port=self.port) from None
+        if response.isError():
+            refusal = self._refusal(what, response)
+            if int(getattr(response, "exception_code", 0)) in REQUEST_EXCEPTIONS:
+                return refusal
+            raise refusal
+        try:
+            return check(response)
+        except ProtocolError as exc:
+            raise DeviceError(self.name, f"{what}: bad reply: {exc}", port=self.port) from None
+
+    async def _request(self, what: str, call: Callable[[Any], Awaitable[ModbusPDU]],
+                       check: Callable[[ModbusPDU], Any], *, repeat: bool) -> Any:
+        attempts = 1 + (self.retries if repeat else 0)
+        last: DeviceTimeout | None = None
+        for _ in range(attempts):
+            await self._line_free.wait()  # an emergency stop goes first
+            try:
+                result = await self.exchange(lambda: self._once(what, call, check))
+            except DeviceTimeout as exc:
+                last = exc
+                continue
+            if isinstance(result, DeviceRefused):
+                raise result
+            return result
+        assert last is not None
+        raise last
+
+    async def _read_registers(self, fc: int, address: int, count: int, what: str, *, repeat: bool = True) -> list[int]:
+        unit = self.link.unit_id
+
+        def call(c: Any) -> Awaitable[ModbusPDU]:
+            reader = c.read_input_registers if fc == 4 else c.read_holding_registers
+            return reader(address, count=count, device_id=unit)  # type: ignore[no-any-return]
+
+        def check(r: ModbusPDU) -> list[int]:
+            if len(r.registers) != count:
+                raise ProtocolError(f"{len(r.registers)} registers in the reply, {count} asked (a late reply?)")
+            return list(r.registers)
+
+        result: list[int] = await self._request(what, call, check, repeat=repeat)
+        return result
+
+    async def _read_bits(self, fc: int, count: int, what: str) -> list[bool]:
+        unit = self.link.unit_id
+
+        def call(c: Any) -> Awaitable[ModbusPDU]:
+            reader = c.read_coils if fc == 1 else c.read_discrete_inputs
+            return reader(0, count=count, device_id=unit)  # type: ignore[no-any-return]
+
+        def check(r: ModbusPDU) -> list[bool]:
+            if len(r.bits) < count:
+                raise ProtocolError(f"{len(r.bits)} bits in the reply, {count} asked")
+            return list(r.bits[:count])
+
+        result: list[bool] = await self._request(what, call, check, repeat=True)
+        return result
+
+    async def _write_coil(self, coil: bt.Coil, on: bool) -> None:
+        unit = self.link.unit_id
+        await self._request(
+            f"write {coil.name} = {int(on)} (FC05 coil {int(coil)})",
+            lambda c: c.write_coil(int(coil), on, device_id=unit),
+            lambda r: None,
+            repeat=False,
+        )
+
+    # ----- typed API ------------------------------------------------------------------------
+
+    async def snapshot(self) -> bt.TesterSnapshot:
+        """Input registers 0..15; also published to `readings` and kept as `last_snapshot`."""
+        registers = await self._read_registers(4, bt.SNAPSHOT_ADDRESS, bt.SNAPSHOT_COUNT,
+                                               "read input registers 0..15 (FC04)")
+        try:
+            snapshot = bt.decode_snapshot(registers)
+        except ProtocolError as exc:
+            raise DeviceError(self.name, f"input registers 0..15: {exc}", port=self.port) from None
+        self.last_snapshot = snapshot
+        self.readings.publish(snapshot)
+        return snapshot
+
+    async def inputs(self) -> bt.TesterInputs:
+        return bt.decode_inputs(await self._read_bits(2, len(bt.DISCRETE_INPUTS), "read discrete inputs 0..5 (FC02)"))
+
+    async def coils(self) -> bt.TesterCoils:
+        return bt.decode_coils(await self._read_bits(1, len(bt.COILS), "read coils 0..2 (FC01)"))
+
+    async def read_settings(self) -> bt.TesterSettings:
+        registers = await self._read_registers(3, 0, len(bt.HOLDING_REGISTERS), "read holding registers 0..2 (FC03)")
+        return bt.decode_settings(registers)
+
+    async def write_setting(self, setting: str | int, value: int) -> None:
+        """SLIP_THRESHOLD, SAMPLE_RATE_SET or AUTO_STOP_S; the tester answers 03 to a value out of range."""
+        if isinstance(setting, str):
+            if setting.upper() not in SETTING_NAMES:
+                raise ValueError(f"setting {setting!r}: one of {', '.join(SETTING_NAMES)}")
+            address = SETTING_NAMES[setting.upper()]
+        else:
+            address = int(setting)
+        unit = self.link.unit_id
+        name = bt.HOLDING_REGISTERS[address].name if 0 <= address < len(bt.HOLDING_REGISTERS) else str(address)
+        await self._request(
+            f"write {name} = {value} (FC06 holding register {address})",
+            lambda c: c.write_register(address, value, device_id=unit),
+            lambda r: None,
+            repeat=False,
+        )
+
+    async def read_ring(self, read: bt.RingRead) -> list[int]:
+        """One planned ring read (FC04), repeated after a timeout: reading never changes the ring."""
+        return await self._read_registers(
+            4, read.address, read.register_count,
+            f"read ring samples from {read.first_sample} (FC04 {read.address}+{read.register_count})",
+        )
+
+    async def set_motors(self, on: bool) -> None:
+        """MOTORS = 1 is refused (06) unless an axle is in position, the lift is down and no fault."""
+        await self._write_coil(bt.Coil.MOTORS, on)
+
+    async def set_lift(self, up: bool, *, wait_s: float | None = None) -> None:
+        """Raise or lower the lift (06 while the motors run); with `wait_s`, wait until LIFT_UP says so."""
+        await self._write_coil(bt.Coil.LIFT, up)
+        if wait_s is not None:
+            deadline = time.monotonic() + wait_s
+            while (await self.inputs()).lift_up != up:
+                if time.monotonic() > deadline:
+                    raise DeviceTimeout(self.name, f"lift still {'down' if up else 'up'} {wait_s:g} s after "
+                                        f"LIFT = {int(up)}", port=self.port)
+                await asyncio.sleep(0.05)
+
+    async def tare(self) -> None:
+        """Zero the force channels: write TARE = 1, wait until the tester writes it back to 0."""
+        await self._write_coil(bt.Coil.TARE, True)
+        deadline = time.monotonic() + TARE_LIMIT_S
+        while (await self.coils()).tare:
+            if time.monotonic() > deadline:
+                raise DeviceTimeout(self.name, f"TARE still 1 after {TARE_LIMIT_S:g} s (the manual: under 0.5 s)",
+                                    port=self.port)
+            await asyncio.sleep(0.05)
+
+    async def wait_snapshot(self, predicate: Callable[[bt.TesterSnapshot], bool], timeout_s: float,
+                            *, interval_s: float = 0.05, what: str = "the expected state") -> bt.TesterSnapshot:
+        """Read snapshots until `predicate` holds; DeviceTimeout naming `what` after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            snapshot = await self.snapshot()
+            if predicate(snapshot):
+                return snapshot
+            if time.monotonic() > deadline:
+                raise DeviceTimeout(self.name, f"no {what} within {timeout_s:g} s (state {snapshot.state.name})",
+                                    port=self.port)
+            await asyncio.sleep(interval_s)
+
+    # ----- safety -------------------------------------------------------------------------------
+
+    async def _stop_motors_now(self, attempts: int) -> bool:
+        """MOTORS = 0 straight on the line (the caller holds it); True once the tester confirmed."""
+        client = self._client
+        for _ in range(attempts):
+            if client is None or not client.connected:
+                return False
+            try:
+                response = await client.write_coil(int(bt.Coil.MOTORS), False, device_id=self.link.unit_id)
+            except ModbusException:
+                continue
+            if not response.isError():
+                return True
+        return False
+
+    async def emergency_stop(self, *, attempts: int = 3, timeout_s: float = 2.0) -> bool:
+        """Stop the rollers: MOTORS = 0 as the next request on the line (only a request already on the
+        wire, or already queued for the line, goes first; every later one waits). Never raises; returns
+        whether the tester confirmed. Use it on any error, abort or shutdown while the motors run."""
+        self._line_free.clear()
+        try:
+            async with asyncio.timeout(timeout_s), self._line:
+                stopped = await self._stop_motors_now(attempts)
+        except Exception as exc:  # the caller is already handling a failure: report, never raise
+            self.log.error("brake_emergency_stop_failed", error=repr(exc))
+            return False
+        finally:
+            self._line_free.set()
+        (self.log.warning if stopped else self.log.error)("brake_emergency_stop", confirmed=stopped)
+        return stopped
+
+    # ----- the curve ------------------------------------------------------------------------------
+
+    def curve(self, *, start_index: int | None = None, back_samples: int = 0,
+              interval_s: float = 0.05) -> CurveCapture:
+        """A lossless reader of the curve ring from `start_index` (default: the newest sample
+        `back_samples` ago when the capture starts)."""
+        return CurveCapture(self, start_index=start_index, back_samples=back_samples, interval_s=interval_s)
+
+
+@dataclass
+class CurveCapture:
+    """Reads the ring from where it left off; yields every sample once, in order; counts gaps.
+
+    `read_available()` does one round: a snapshot for the newest index, the planned block reads,
+    each followed by a snapshot whose SAMPLE_INDEX validates the block. Iterating (`async for`)
+    repeats rounds every `interval_s` until the caller stops. `snapshots` (also published by the
+    driver) tell the caller the state between blocks (RUNNING, STOPPED_SLIP, ...)."""
+
+    driver: BrakeTesterDriver
+    start_index: int | None = None
+    back_samples: int = 0
+    interval_s: float = 0.05
+    cursor: bt.CurveCursor | None = None
+    sample_rate_hz: int = bt.DEFAULT_SAMPLE_RATE_HZ
+    last_snapshot: bt.TesterSnapshot | None = None
+    reads: int = 0
+    _reported_gaps: int = field(default=0, repr=False)
+
+    @property
+    def lost(self) -> int:
+        return self.cursor.lost if self.cursor else 0
+
+    @property
+    def delivered(self) -> int:
+        return self.cursor.delivered if self.cursor else 0
+
+    @property
+    def gaps(self) -> list[bt.Gap]:
+        return list(self.cursor.gaps) if self.cursor else []
+
+    async def start(self) -> bt.TesterSnapshot:
+        snapshot = await self.driver.snapshot()
+        if self.start_index is None:
+            self.start_index = (snapshot.sample_index + 1 - self.back_samples) % bt.INDEX_MODULUS
+        self.cursor = bt.CurveCursor(self.start_index, snapshot.ring_size)
+        self.sample_rate_hz = snapshot.sample_rate_hz
+        self.last_snapshot = snapshot
+        return snapshot
+
+    async def read_available(self) -> list[bt.CurveSample]:
+        """Every sample produced since the last round (or reports why some could not be had)."""
+        if self.cursor is None:
+            newest = await self.start()
+        else:
+            newest = await self.driver.snapshot()
+        self.last_snapshot = newest
+        cursor = self.cursor
+        assert cursor is not None
+        out: list[bt.CurveSample] = []
+        for read in cursor.plan(newest.sample_index):
+            registers = await self.driver.read_ring(read)
+            after = await self.driver.snapshot()
+            self.reads += 1
+            self.last_snapshot = after
+            if after.ring_size != cursor.ring_size:
+                raise DeviceError(self.driver.name, f"RING_SIZE changed from {cursor.ring_size} to "
+                                  f"{after.ring_size} during a curve capture", port=self.driver.port)
+            try:
+                out.extend(cursor.accept(read, registers, after.sample_index))
+            except ProtocolError as exc:
+                raise DeviceError(self.driver.name, f"curve capture broken: {exc}", port=self.driver.port) from None
+            self._report_gaps()
+        return out
+
+    def _report_gaps(self) -> None:
+        assert self.cursor is not None
+        for gap in self.cursor.gaps[self._reported_gaps :]:
+            self.driver.log.warning("curve_samples_lost", first_index=gap.first_index, count=gap.count,
+                                    first_seq=gap.first_seq, lost_total=self.cursor.lost)
+        self._reported_gaps = len(self.cursor.gaps)
+
+    async def __aiter__(self) -> AsyncIterator[bt.CurveSample]:
+        while True:
+            for sample in await self.read_available():
+                yield sample
+            await asyncio.sleep(self.interval_s)
+
+    async def collect(self, until: Callable[[bt.TesterSnapshot], bool], timeout_s: float) -> list[bt.CurveSample]:
+        """All samples from the start until a snapshot satisfies `until` (then one last round, so the
+        samples up to that moment are in), or `timeout_s` runs out (DeviceTimeout)."""
+        samples: list[bt.CurveSample] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            samples.extend(await self.read_available())
+            if self.last_snapshot is not None and until(self.last_snapshot):
+                samples.extend(await self.read_available())
+                return samples
+            if time.monotonic() > deadline:
+                raise DeviceTimeout(self.driver.name, f"curve capture: condition not met within {timeout_s:g} s",
+                                    port=self.driver.port)
+            await asyncio.sleep(self.interval_s)
+
+
+@contextlib.asynccontextmanager
+async def record_curve(driver: BrakeTesterDriver, *, back_samples: int = 0,
+                       interval_s: float = 0.05) -> AsyncIterator[CurveRecorder]:
+    """Record the curve in the background while the body runs; on exit the recorder finishes its
+    round (never cut mid-request: a reply must not outlive its request) and one last round brings
+    the recording up to that moment. `recorder.error` holds a read failure that ended it early."""
+    recorder = CurveRecorder(driver.curve(back_samples=back_samples, interval_s=interval_s))
+    await recorder.capture.start()
+    task = asyncio.create_task(recorder._run(), name=f"{driver.name}-curve")
+    try:
+        yield recorder
+    finally:
+        recorder._stop.set()
+        await task
+        if recorder.error is None:
+            try:
+                recorder.samples.extend(await recorder.capture.read_available())
+            except DeviceError as exc:
+                recorder.error = exc
+
+
+@dataclass
+class CurveRecorder:
+    capture: CurveCapture
+    samples: list[bt.CurveSample] = field(default_factory=list)
+    error: DeviceError | None = None
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.extend(await self.capture.read_available())
+            except DeviceError as exc:
+                self.error = exc
+                self.capture.driver.log.error("curve_recording_failed", error=str(exc))
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.capture.interval_s)
