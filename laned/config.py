@@ -18,7 +18,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from laned.daily_checks import DailyCheckSettings
 from laned.errors import ConfigError
+from laned.procedures.brake_items import BrakeSettings
+from laned.procedures.free_acceleration import FreeAccelerationSettings
+from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
 
 PROJECT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 _TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -144,6 +148,16 @@ class InspectionSettings(_Strict):
     capture_timeout_s: float = Field(1800.0, gt=0, description="how long measured results wait for the PDA capture")
     on_item_failure: Literal["continue", "abort"] = Field(
         "continue", description="when an item cannot be completed: go on with the next item, or abort the inspection"
+    )
+    brake: BrakeSettings = Field(default_factory=BrakeSettings, description="the roller brake test")
+    two_speed_idle: TwoSpeedIdleSettings = Field(
+        default_factory=TwoSpeedIdleSettings, description="the two-speed idle test on the gas analyzer"
+    )
+    free_acceleration: FreeAccelerationSettings = Field(
+        default_factory=FreeAccelerationSettings, description="the free acceleration test on the opacimeter"
+    )
+    daily_checks: DailyCheckSettings = Field(
+        default_factory=DailyCheckSettings, description="the gas analyzer's daily leak check and HC residue"
     )
 
 

@@ -23,6 +23,7 @@ import structlog
 
 from laned.platforms import PlatformMapping, load_mappings
 from laned.procedures import utc_now
+from laned.procedures.emissions_items import FA_CODE, TSI_CODE
 from protocols.results import EmissionsResult, SafetyResult
 
 if TYPE_CHECKING:
@@ -143,12 +144,17 @@ def _not_completed_items(record: InspectionRecord, platform: str) -> list[dict[s
     command = record.command
     for name, reason in record.not_completed.items():
         if name == "brake" and platform == "safety":
-            codes = [(f"B{n}", f"service_brake_axle_{n}") for n in command.items.brake_axles]
+            wanted = command.items
+            axles = [*wanted.brake_axles, *sorted(a for a in wanted.road_test_axles if a not in wanted.brake_axles)]
+            codes = [(f"B{n}", f"service_brake_axle_{n}") for n in axles]
+            if axles:  # the whole-vehicle rate, as the brake procedure reports it when it completes
+                codes.append(("BZ", "service_brake_vehicle"))
             if command.items.parking_brake:
                 codes.append(("B0", "parking_brake"))
             items += [{"code": c, "item": i, "verdict": "not_completed", "reason": reason} for c, i in codes]
         elif name in ("two_speed_idle", "free_acceleration") and platform == "emissions":
-            items.append({"code": name.upper(), "item": name, "verdict": "not_completed", "reason": reason})
+            code = {"two_speed_idle": TSI_CODE, "free_acceleration": FA_CODE}[name]
+            items.append({"code": code, "item": name, "verdict": "not_completed", "reason": reason})
     return items
 
 

@@ -105,7 +105,7 @@ async def test_document_first_capture_is_accepted_then_completed(broker: Any,
         data = Path(photo.path).read_bytes()
         assert data[:2] == b"\xff\xd8" and len(data) == photo.size_bytes
     # the car's PDA runs 37 s ahead; the lane sees it (less the upload's fraction of a second)
-    assert -38.5 < done.pda_clock_offset_s < -36.0
+    assert -38.5 < done.pda_clock_offset_s < -34.5
 
 
 async def test_photos_first_capture_completes_on_the_document(broker: Any, tmp_path: Path) -> None:

@@ -1,0 +1,395 @@
+"""The gas analyzer's daily checks: leak check and zero passed today, and the HC residue.
+
+GB 18285-2018 lets a two-speed idle test start only when the analyzer's leak
+check and zero have passed that day, and the HC left in the sampling system is
+below its limit. `DailyChecks` keeps the latest result of each check (and a
+short history) in a JSON file in the lane's state directory, written
+atomically, so a restart keeps them; "today" is the lane PC's local date. The
+file is read again whenever it changed, so checks run with the CLI while the
+daemon runs count at once.
+
+The checks run either on the station's MQTT command `…/cmd/daily-check`
+(`run_daily_checks`, events on `…/event` as steps `daily_check` and
+`daily_check.<check>`, prompts `cap_probe` / `uncap_probe` for the leak check)
+or from the lane PC with `laned daily-check --config FILE` (`add_arguments` /
+`run`), which talks to the analyzer directly and needs no broker — stop the
+daemon first, the serial port is one process's at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.errors import DeviceError, DeviceRefused
+from laned.procedures.emissions_items import ReadingFeed, settings_from
+from laned.procedures.two_speed_idle import HcResidueSettings, hc_residue_check, stop_pump
+from protocols import gas_analyzer as ga
+from protocols.messages import DAILY_CHECKS
+
+if TYPE_CHECKING:
+    from laned.daemon import Lane
+    from laned.judging.limits import TwoSpeedIdleLimits
+
+log = structlog.get_logger("laned.daily_checks")
+
+CHECK_NAMES = {"leak_check": "leak check", "zero": "zero", "hc_residue": "HC residue check"}
+#: what must have passed today before a two-speed idle test may start
+REQUIRED_TODAY = ("leak_check", "zero")
+HOW_TO_RUN = (
+    "run `laned daily-check --config <lane config>` on the lane PC, or send the station command …/cmd/daily-check"
+)
+HISTORY_KEPT = 100
+SCHEMA = "laned-daily-checks/1"
+
+Announce = Callable[..., None]
+
+
+class DailyCheckSettings(BaseModel):
+    """`[inspection.daily_checks]`: timings of the analyzer's daily checks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cap_wait_s: float = Field(10.0, ge=0, description="after the cap_probe prompt, before LEAK_CHECK (scaled)")
+    ready_timeout_s: float = Field(900.0, gt=0, description="wait this long (real) for a warming analyzer")
+    connect_timeout_s: float = Field(15.0, gt=0, description="CLI: wait this long for the analyzer to answer")
+    analyzer_silence_s: float = Field(1.5, gt=0, description="no new reading this long (real): it dropped out")
+    hc_residue: HcResidueSettings = Field(default_factory=HcResidueSettings)
+
+
+def _local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class DailyChecks:
+    """The latest result of each daily check, in a JSON file that survives restarts."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], datetime] = _local_now) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.running = False  # set while run_daily_checks runs: a start must wait
+        self._mtime_ns: int | None = None
+        self._data: dict[str, Any] = {"schema": SCHEMA, "checks": {}, "history": []}
+        self._reload()
+
+    # ----- the file --------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        try:
+            mtime_ns = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._mtime_ns = None
+            return
+        if mtime_ns == self._mtime_ns:
+            return
+        self._mtime_ns = mtime_ns
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("checks"), dict):
+                raise ValueError("expected an object with a 'checks' object")
+        except (OSError, ValueError) as exc:
+            log.error("daily_checks_unreadable", path=str(self.path), error=str(exc),
+                      hint="the checks count as not run; run them again")
+            return
+        self._data = {"schema": SCHEMA, "checks": data["checks"], "history": list(data.get("history", []))}
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self._data, fh, ensure_ascii=False, indent=1, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.path)
+        with contextlib.suppress(OSError):
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._mtime_ns = self.path.stat().st_mtime_ns
+
+    # ----- recording and asking ---------------------------------------------------------------
+
+    def record(self, check: str, passed: bool, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Keep the result of one check run now (the latest result of a check is the one that counts)."""
+        if check not in CHECK_NAMES:
+            raise ValueError(f"unknown daily check {check!r} (known: {', '.join(CHECK_NAMES)})")
+        self._reload()
+        entry = {"check": check, "passed": bool(passed), "at": self.clock().isoformat(), "details": details or {}}
+        self._data["checks"][check] = entry
+        self._data["history"] = [*self._data["history"], entry][-HISTORY_KEPT:]
+        self._save()
+        (log.info if passed else log.warning)("daily_check_recorded", check=check, passed=bool(passed),
+                                              path=str(self.path))
+        return entry
+
+    def last(self, check: str) -> dict[str, Any] | None:
+        self._reload()
+        entry = self._data["checks"].get(check)
+        return dict(entry) if isinstance(entry, dict) else None
+
+    def _at(self, entry: dict[str, Any]) -> datetime | None:
+        try:
+            at = datetime.fromisoformat(str(entry.get("at")))
+        except ValueError:
+            return None
+        return at if at.tzinfo is not None else None
+
+    def passed_today(self, check: str) -> bool:
+        """Passed, and on the lane PC's local date of today."""
+        entry = self.last(check)
+        if entry is None or not entry.get("passed"):
+            return False
+        at, now = self._at(entry), self.clock()
+        return at is not None and at.astimezone(now.tzinfo).date() == now.date()
+
+    def passed_age_s(self, check: str) -> float | None:
+        """Seconds since the check last passed, if its latest result is a pass."""
+        entry = self.last(check)
+        if entry is None or not entry.get("passed"):
+            return None
+        at = self._at(entry)
+        return None if at is None else max(0.0, (self.clock() - at).total_seconds())
+
+    def missing_reasons(self) -> list[str]:
+        """Why a two-speed idle test may not start now: each check missing, and how to run it."""
+        reasons = []
+        if self.running:
+            reasons.append("the gas analyzer's daily checks are running now: start again when they have finished")
+        for check in REQUIRED_TODAY:
+            if self.passed_today(check):
+                continue
+            entry = self.last(check)
+            at = self._at(entry) if entry else None
+            shown = at.astimezone(self.clock().tzinfo).strftime("%Y-%m-%d %H:%M") if at else "?"
+            if entry is None:
+                state = "never run on this lane"
+            elif not entry.get("passed"):
+                state = f"failed at {shown}"
+            else:
+                state = f"last passed {shown}"
+            reasons.append(f"daily check missing: the gas analyzer's {CHECK_NAMES[check]} has not passed today "
+                           f"({state}); {HOW_TO_RUN}")
+        return reasons
+
+    def summary(self) -> dict[str, Any]:
+        """The last leak check, zero and HC residue (passed, when) for a result's device block."""
+        out: dict[str, Any] = {}
+        for check in DAILY_CHECKS:
+            entry = self.last(check)
+            out[f"last_{check}"] = None if entry is None else {"passed": entry.get("passed"), "at": entry.get("at")}
+        return out
+
+
+# ----- running the checks -----------------------------------------------------------------------
+
+
+async def _wait_ready(analyzer: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (state := (await analyzer.status()).state) != ga.AnalyzerState.READY:
+        if state == ga.AnalyzerState.FAULT or time.monotonic() > deadline:
+            raise DeviceRefused(analyzer.name, f"not ready for its daily checks ({state.name.lower()})",
+                                port=analyzer.port)
+        await asyncio.sleep(0.5)
+
+
+async def perform_daily_checks(
+    analyzer: Any,
+    daily: DailyChecks,
+    checks: Iterable[str],
+    *,
+    limits: TwoSpeedIdleLimits,
+    settings: DailyCheckSettings,
+    time_scale: float,
+    announce: Announce,
+    wait_capped: Callable[[], Awaitable[None]],
+) -> dict[str, dict[str, Any]]:
+    """Leak check, zero, HC residue (in that order, those asked for); every result recorded.
+
+    `announce(type, step, text, action=None, **data)` tells people; `wait_capped()` returns
+    once the probe is capped. A check the analyzer could not finish is recorded as failed
+    with the error; after one, the rest are not run."""
+    wanted = [c for c in DAILY_CHECKS if c in set(checks)]
+    results: dict[str, dict[str, Any]] = {}
+    daily.running = True
+    try:
+        async with ReadingFeed(analyzer, silence_s=settings.analyzer_silence_s) as feed:
+
+            async def pause(real_s: float) -> None:
+                deadline = time.monotonic() + real_s
+                while True:
+                    feed.check_alive()
+                    if (remaining := deadline - time.monotonic()) <= 0:
+                        return
+                    await asyncio.sleep(min(remaining, 0.05))
+
+            async def leak_check() -> tuple[bool, dict[str, Any]]:
+                announce("prompt", "daily_check.leak_check", "cap the sampling probe for the leak check (堵住探头)",
+                         action="cap_probe")
+                await wait_capped()
+                passed = await analyzer.leak_check()
+                announce("prompt", "daily_check.leak_check", "take the cap off the sampling probe",
+                         action="uncap_probe")
+                return passed, {}
+
+            async def zero() -> tuple[bool, dict[str, Any]]:
+                return await analyzer.zero(), {}
+
+            async def hc_residue() -> tuple[bool, dict[str, Any]]:
+                result = await hc_residue_check(analyzer, feed, limits, settings.hc_residue, time_scale=time_scale,
+                                                pause=pause)
+                await analyzer.pump("stop")
+                return result.passed, result.as_dict()
+
+            run = {"leak_check": leak_check, "zero": zero, "hc_residue": hc_residue}
+            try:
+                await _wait_ready(analyzer, settings.ready_timeout_s)
+                for check in wanted:
+                    step = f"daily_check.{check}"
+                    announce("step_started", step, f"gas analyzer {CHECK_NAMES[check]}")
+                    try:
+                        passed, details = await run[check]()
+                    except DeviceError as exc:
+                        results[check] = daily.record(check, False, {"device": analyzer.name, "error": str(exc)})
+                        announce("warning", step, f"{CHECK_NAMES[check]} not completed: {exc}")
+                        break
+                    results[check] = daily.record(check, passed, {"device": analyzer.name, **details})
+                    announce("step_finished", step, f"{CHECK_NAMES[check]} {'passed' if passed else 'FAILED'}",
+                             passed=passed, details=details)
+            except DeviceError as exc:  # not ready: nothing was run, nothing recorded
+                announce("warning", "daily_check", f"daily checks not run: {exc}")
+            finally:
+                await stop_pump(analyzer)
+    finally:
+        daily.running = False
+    for check in wanted:
+        results.setdefault(check, {"check": check, "passed": False, "at": None, "details": {"not_run": True}})
+    return results
+
+
+def _summary_text(results: dict[str, dict[str, Any]]) -> str:
+    parts = [f"{CHECK_NAMES[c]} {'passed' if r.get('passed') else 'FAILED'}" for c, r in results.items()]
+    return "daily checks: " + (", ".join(parts) or "none run")
+
+
+async def run_daily_checks(lane: Lane, daily_checks: DailyChecks, checks: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The `…/cmd/daily-check` command: run the checks on the lane's gas analyzer, with events."""
+
+    def announce(kind: str, step: str, text: str, *, action: str | None = None, **data: Any) -> None:
+        lane.publish_event_model(type=kind, step=step, text=text, action=action, data=data)
+
+    settings = settings_from(lane.config.inspection, "daily_checks", DailyCheckSettings)
+    time_scale = float(lane.config.inspection.time_scale)
+    results: dict[str, dict[str, Any]] = {}
+    announce("step_started", "daily_check", "daily checks of the gas analyzer: leak check, zero, HC residue")
+    try:
+        analyzers = [d for d in lane.drivers.values() if d.kind == "gas_analyzer"]
+        if not analyzers:
+            announce("warning", "daily_check", "this lane has no gas analyzer configured")
+        elif not analyzers[0].is_connected:
+            a = analyzers[0]
+            announce("warning", "daily_check", f"{a.name} is {a.health.state} ({a.health.last_error or 'no reply'})")
+        else:
+            from laned.judging.limits import load_limits
+
+            limits = load_limits(lane.config.lane.limits_dir).emissions.two_speed_idle
+
+            async def wait_capped() -> None:
+                await asyncio.sleep(settings.cap_wait_s * time_scale)
+
+            results = await perform_daily_checks(analyzers[0], daily_checks, checks, limits=limits, settings=settings,
+                                                 time_scale=time_scale, announce=announce, wait_capped=wait_capped)
+    except Exception as exc:  # never kill the daemon; say what happened
+        log.exception("daily_checks_crashed")
+        announce("warning", "daily_check", f"daily checks stopped: {exc!r}")
+    finally:
+        announce("step_finished", "daily_check", _summary_text(results),
+                 results={c: {"passed": r.get("passed"), "at": r.get("at")} for c, r in results.items()},
+                 missing=daily_checks.missing_reasons())
+    return results
+
+
+# ----- `laned daily-check --config FILE` --------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", required=True, type=Path, help="the lane's TOML config")
+    parser.add_argument("--device", default=None, help="the gas analyzer's name in the config (default: the first)")
+    parser.add_argument("--checks", nargs="+", choices=DAILY_CHECKS, default=list(DAILY_CHECKS),
+                        help="which checks (default: all, in the order leak check, zero, HC residue)")
+    parser.add_argument("--capped", action="store_true",
+                        help="the probe is capped already: start the leak check without asking")
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run the daily checks on the analyzer of a lane config, without the daemon or a broker.
+
+    Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable,
+    3 the analyzer does not answer."""
+    from laned.config import load_config
+    from laned.devices import build_driver
+    from laned.errors import ConfigError
+    from laned.judging.limits import load_limits
+
+    try:
+        config = load_config(args.config)
+        limits = load_limits(config.lane.limits_dir).emissions.two_speed_idle
+    except ConfigError as exc:
+        log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)
+        return 2
+    analyzers = {n: d for n, d in config.devices.items() if d.kind == "gas_analyzer" and d.enabled}
+    name = args.device or next(iter(analyzers), None)
+    if name is None or name not in analyzers:
+        log.error("daily_check_no_analyzer", config=str(args.config), device=args.device,
+                  analyzers=sorted(analyzers))
+        return 2
+    settings = settings_from(config.inspection, "daily_checks", DailyCheckSettings)
+    driver = build_driver(name, analyzers[name])
+    daily = DailyChecks(config.lane.state_dir / "daily-checks.json")
+
+    def announce(kind: str, step: str, text: str, *, action: str | None = None, **data: Any) -> None:
+        (log.warning if kind in ("prompt", "warning") else log.info)(
+            "daily_check", event_type=kind, step=step, text=text, action=action, **data)
+
+    async def wait_capped() -> None:
+        if args.capped:
+            return
+        if sys.stdin is not None and sys.stdin.isatty():
+            log.warning("daily_check_waiting", text="press Enter once the probe is capped")
+            await asyncio.to_thread(sys.stdin.readline)
+        else:
+            await asyncio.sleep(settings.cap_wait_s * config.inspection.time_scale)
+
+    supervisor = asyncio.create_task(driver.run(), name=f"driver-{name}")
+    try:
+        try:
+            await driver.wait_connected(settings.connect_timeout_s)
+        except DeviceError as exc:
+            log.error("daily_check_analyzer_unavailable", device=name, port=driver.port, error=str(exc),
+                      hint="is the daemon running? stop it, or send …/cmd/daily-check instead")
+            return 3
+        results = await perform_daily_checks(driver, daily, args.checks, limits=limits, settings=settings,
+                                             time_scale=config.inspection.time_scale, announce=announce,
+                                             wait_capped=wait_capped)
+    finally:
+        await driver.stop()
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await supervisor
+    passed = all(r.get("passed") for r in results.values())
+    (log.info if passed else log.error)("daily_check_done", text=_summary_text(results), path=str(daily.path),
+                                        missing=daily.missing_reasons())
+    return 0 if passed else 1

@@ -1,0 +1,1 @@
+"""Integration tests: real brokers, real ptys, real Modbus, real processes."""

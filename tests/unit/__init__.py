@@ -1,0 +1,1 @@
+"""Unit tests: each piece alone, no brokers, no ptys."""
