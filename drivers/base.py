@@ -122,6 +122,11 @@ class Broadcast(Generic[R]):
 HealthListener = Callable[[str, DeviceHealth], None]
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Driver(ABC):
     """Base of every device driver. See the module docstring for what a subclass adds."""
 
@@ -146,6 +151,7 @@ class Driver(ABC):
         self._line = asyncio.Lock()
         self._listeners: list[HealthListener] = []
         self._stopping = asyncio.Event()
+        self._pause_waiter: asyncio.Future[None] | None = None
         self._open_now = False
         self._connected = asyncio.Event()
         self.log = log.bind(device=name, kind=self.kind, port=port)
@@ -298,12 +304,23 @@ class Driver(ABC):
             if self.health.state == HealthState.DISCONNECTED:
                 raise DeviceUnavailable(self.name, self.health.last_error or "link lost", port=self.port)
             next_at += self.poll_interval_s
-            delay = next_at - time.monotonic()
-            if delay < 0:
+            if next_at < time.monotonic():
                 next_at = time.monotonic()  # fell behind: do not try to catch up in a burst
-                delay = 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            await self._pause_until(next_at)
+
+    async def _pause_until(self, when: float) -> None:
+        """Sleep until monotonic time `when` between polls, woken at once by `stop()`. One future and
+        one timer: this runs at every poll, and `wait_for` on the stop event costs a task per call
+        (docs/performance.md)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._pause_waiter = waiter
+        timer = loop.call_at(when, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._pause_waiter = None
 
     async def safe_stop(self) -> None:
         """Put the device in its safe state before anything else, if the line allows."""
@@ -320,3 +337,5 @@ class Driver(ABC):
         """Safe state first, then end supervision and close the port."""
         await self.safe_stop()
         self._stopping.set()
+        if self._pause_waiter is not None:
+            _wake(self._pause_waiter)

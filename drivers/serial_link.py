@@ -33,18 +33,40 @@ PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY
 class _Receiver(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = bytearray()
-        self.arrived = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None  # a request waiting for bytes
         self.lost: Exception | None = None
         self.closed = asyncio.Event()
 
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
     def data_received(self, data: bytes) -> None:
         self.buffer.extend(data)
-        self.arrived.set()
+        self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or ConnectionError("port closed")
         self.closed.set()
-        self.arrived.set()
+        self._wake()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until bytes arrive, the port is lost, or `timeout_s` passes. A future and a timer: this runs
+        for every reply, and `wait_for` on an event costs a task per call (docs/performance.md)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiter = waiter
+        timer = loop.call_later(timeout_s, _set_done, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class SerialLink:
@@ -103,7 +125,6 @@ class SerialLink:
     def flush_input(self) -> None:
         rx = self._check_open()
         rx.buffer.clear()
-        rx.arrived.clear()
 
     def write(self, data: bytes) -> None:
         self._check_open()
@@ -135,7 +156,6 @@ class SerialLink:
                         last_error = item
                         continue
                     return item
-            rx.arrived.clear()
             if rx.lost is not None:
                 raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port)
             remaining = deadline - time.monotonic()
@@ -147,7 +167,4 @@ class SerialLink:
                     f"no valid {expected} within {timeout_s * 1000:.0f} ms ({got}{why})",
                     port=self.port,
                 )
-            try:
-                await asyncio.wait_for(rx.arrived.wait(), remaining)
-            except TimeoutError:
-                pass
+            await rx.wait(remaining)

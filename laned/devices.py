@@ -54,7 +54,15 @@ def build_driver(name: str, config: DeviceConfig) -> Driver:
     raise TypeError(f"no driver for device kind {type(config).__name__}")
 
 
+_AS_IS = frozenset({int, str, bool, type(None)})
+#: field names of each reading type, looked up once: `dataclasses.fields()` at every reading
+#: was a tenth of a live message's cost (docs/performance.md)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, enum.Flag) and not isinstance(value, enum.IntEnum):
         return [member.name.lower() for member in type(value) if member in value and member.name]
     if isinstance(value, enum.Enum):
@@ -70,8 +78,11 @@ def _plain(value: Any) -> Any:
 
 def reading_to_live(device: str, kind: str, reading: Any) -> dict[str, Any]:
     """A live message: the reading's fields with their units in their names, and the lane's time."""
-    if dataclasses.is_dataclass(reading) and not isinstance(reading, type):
-        fields = {f.name: _plain(getattr(reading, f.name)) for f in dataclasses.fields(reading)}
+    names = _FIELD_NAMES.get(type(reading))
+    if names is None and dataclasses.is_dataclass(reading) and not isinstance(reading, type):
+        names = _FIELD_NAMES[type(reading)] = tuple(f.name for f in dataclasses.fields(reading))
+    if names is not None:
+        fields = {name: _plain(getattr(reading, name)) for name in names}
     elif isinstance(reading, dict):
         fields = _plain(reading)
     else:

@@ -90,6 +90,15 @@ class Outbox:
         deleted = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
         self._depth -= deleted
 
+    def remove_many(self, seqs: list[int]) -> None:
+        """Remove several messages in one transaction: one disk sync for a whole window of PUBACKs
+        instead of one each (docs/performance.md)."""
+        if not seqs:
+            return
+        placeholders = ",".join("?" * len(seqs))
+        deleted = self._db.execute(f"DELETE FROM outbox WHERE seq IN ({placeholders})", seqs).rowcount
+        self._depth -= deleted
+
     @property
     def depth(self) -> int:
         return self._depth

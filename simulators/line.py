@@ -126,6 +126,11 @@ class PacedSerialServer(ABC):
 
     #: the manual's limit: a longer pause between request bytes drops the partial request
     request_gap_s: float = 0.020
+    #: asyncio timers wake up to ~1.5 ms late (epoll counts whole milliseconds), which makes every
+    #: reply late by that much. With this set (e.g. 0.002), a reply sleeps until this long before it
+    #: is due and then yields to the loop until the exact moment: precise pacing for measurements
+    #: (`laned bench`), bought with that much busy time per reply. 0 (default): plain sleep.
+    spin_before_due_s: float = 0.0
 
     def __init__(
         self,
@@ -270,13 +275,19 @@ class PacedSerialServer(ABC):
         due = started + self.timing.wire_time_s(len(request)) + self.reply_delay_s
         due += self.timing.wire_time_s(len(reply))
         self._busy_until = due
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await self._sleep_until(due)
         while self.pty.read_available():
             pass  # bytes sent while the device was answering are lost, as on the real line
         self.pty.write(reply)
         self._buffer.clear()
+
+    async def _sleep_until(self, due: float) -> None:
+        """Wait until monotonic time `due`; never wakes early (see `spin_before_due_s`)."""
+        delay = due - time.monotonic() - self.spin_before_due_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        while time.monotonic() < due:
+            await asyncio.sleep(0 if self.spin_before_due_s else due - time.monotonic())
 
     def _with_faults(self, reply: bytes | None) -> bytes | None:
         """The reply as the shared faults deliver it (None: nothing at all)."""

@@ -1,0 +1,181 @@
+"""Figure 6 — laned against a generic Modbus-to-MQTT gateway, side by side in one run.
+
+The gateway is modbus4mqtt from PyPI, installed by the bench into its own virtual
+environment under a cache dir (it pins pymodbus < 3 and paho-mqtt < 2, so it cannot share
+the daemon's environment; in its own it gets pymodbus 2.5.3). If it cannot be installed or
+does not publish, the bench falls back to laned/bench/generic_gateway.py and says so.
+
+Both poll the same simulated brake tester's input registers 0..15 over Modbus TCP at
+about 10 Hz and publish each poll as one JSON message to the same broker: laned as a
+`laned run --config` daemon with only the brake tester, its live readings on; the
+gateway with every register in one JSON object (`json_key`), published on every poll.
+Per process: CPU seconds per published reading (from /proc), and reading-to-subscriber
+latency (the reading's SAMPLE_INDEX says when the tester made it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from laned.bench.common import (
+    Broker,
+    Child,
+    CpuMeter,
+    Subscriber,
+    measured_at,
+    median,
+    percentile,
+    python_module,
+    rounded,
+)
+from laned.bench.lanes import LaneRates, LaneSet
+
+GATEWAY_PACKAGE, GATEWAY_VERSION = "modbus4mqtt", "0.7.1"
+GATEWAY_PREFIX = "bench-gateway"
+POLL_HZ = 10.0
+#: modbus4mqtt sleeps 50 ms after every block read, then `update_rate`: 0.05 gives about 10 Hz
+MODBUS4MQTT_UPDATE_RATE_S = 0.05
+REGISTERS = [("left_force_n", 0, "int32", 1), ("right_force_n", 2, "int32", 1), ("left_load_n", 4, "int32", 1),
+             ("right_load_n", 6, "int32", 1), ("left_speed_kmh", 8, "uint16", 0.01),
+             ("right_speed_kmh", 9, "uint16", 0.01), ("state", 10, "uint16", 1), ("fault_code", 11, "uint16", 1),
+             ("sample_index", 12, "uint16", 1), ("sample_rate_hz", 13, "uint16", 1), ("ring_size", 14, "uint16", 1)]
+
+
+@dataclass(frozen=True)
+class GatewayParams:
+    window_s: float
+    repeats: int
+    venv: Path
+
+
+def default_venv() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "laned" / ".venv-bench-gateway"
+
+
+def ensure_gateway_venv(venv: Path) -> tuple[Path | None, str]:
+    """modbus4mqtt in its own venv (installed once, then reused): its executable, or None and why not."""
+    marker = venv / f".installed-{GATEWAY_PACKAGE}-{GATEWAY_VERSION}"
+    executable = venv / "bin" / GATEWAY_PACKAGE
+    if marker.exists() and executable.exists():
+        return executable, "cached"
+    try:
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+        pip = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+             f"{GATEWAY_PACKAGE}=={GATEWAY_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"cannot create {venv}: {exc}"
+    if pip.returncode != 0 or not executable.exists():
+        return None, f"pip install {GATEWAY_PACKAGE} failed: {(pip.stderr or pip.stdout)[-500:]}"
+    marker.write_text(GATEWAY_VERSION + "\n")
+    return executable, "installed"
+
+
+def _versions(executable: Path) -> str:
+    """The pymodbus and paho-mqtt the gateway's venv really holds."""
+    code = "import importlib.metadata as m; print(m.version('pymodbus'), m.version('paho-mqtt'))"
+    try:
+        out = subprocess.run([str(executable.parent / "python"), "-c", code], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return "versions unknown"
+    return f"pymodbus {out[0]}, paho-mqtt {out[1]}" if len(out) == 2 else "versions unknown"
+
+
+def modbus4mqtt_config(port: int) -> str:
+    lines = ["ip: 127.0.0.1", f"port: {port}", "device_address: 1", f"update_rate: {MODBUS4MQTT_UPDATE_RATE_S}",
+             "address_offset: 0", "scan_batching: 16", "registers:"]
+    for name, address, kind, scale in REGISTERS:
+        lines += ['  - pub_topic: "brake/snapshot"', f"    json_key: {name}", "    table: input",
+                  f"    address: {address}", f"    type: {kind}", "    pub_only_on_change: false"]
+        if scale != 1:
+            lines.append(f"    scale: {scale}")
+    return "\n".join(lines) + "\n"
+
+
+async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) -> dict[str, Any]:
+    executable, how = await asyncio.to_thread(ensure_gateway_venv, params.venv)
+    lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=LaneRates(brake_tester_hz=POLL_HZ),
+                    prefix="G")
+    gateway: Child | None = None
+    try:
+        await lanes.start()
+        lane = lanes.lanes[0]
+        if executable is not None:
+            config = workdir / "modbus4mqtt.yaml"
+            config.write_text(modbus4mqtt_config(lane.brake_port))
+            versions = await asyncio.to_thread(_versions, executable)
+            name = f"{GATEWAY_PACKAGE} {GATEWAY_VERSION} ({versions}; own venv, {how})"
+            argv = [str(executable), "--hostname", broker.host, "--port", str(broker.port), "--config", str(config),
+                    "--mqtt_topic_prefix", GATEWAY_PREFIX]
+        else:
+            name = f"laned/bench/generic_gateway.py (pymodbus + paho; {GATEWAY_PACKAGE} unavailable: {how})"
+            argv = python_module("laned.bench.generic_gateway", "--modbus", f"127.0.0.1:{lane.brake_port}",
+                                 "--broker", f"{broker.host}:{broker.port}", "--prefix", GATEWAY_PREFIX,
+                                 "--interval-s", str(1 / POLL_HZ))
+        gateway = Child("gateway", argv, workdir / "gateway.log")
+        await gateway.start()
+        return {"gateway_name": name, **await _side_by_side(lane.origins["brake-tester"], lanes, gateway, broker,
+                                                              lane.root, params)}
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        await lanes.stop()
+
+
+async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, broker: Broker, root: str,
+                        params: GatewayParams) -> dict[str, Any]:
+    counts = {"laned": 0, "gateway": 0}
+    latencies: dict[str, list[float]] = {"laned": [], "gateway": []}
+
+    def on_message(arrived: float, topic: str, payload: bytes) -> None:
+        who = "gateway" if topic.startswith(GATEWAY_PREFIX) else "laned"
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            index = json.loads(payload)["sample_index"]
+            counts[who] += 1
+            latencies[who].append(arrived - measured_at(origin, int(index), arrived))
+
+    topics = [f"{root}/live/brake-tester", f"{GATEWAY_PREFIX}/brake/snapshot"]
+    async with Subscriber(broker.host, broker.port, topics, on_message):
+        deadline = time.monotonic() + 20
+        while counts["gateway"] < 5:  # the gateway publishes (it retries its Modbus connection at first)
+            if not gateway.running or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway published nothing within 20 s:\n{gateway.log_tail()}")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        per_reading: dict[str, list[float]] = {"laned": [], "gateway": []}
+        rates: dict[str, list[float]] = {"laned": [], "gateway": []}
+        for key in latencies:
+            latencies[key].clear()
+        for _ in range(params.repeats):
+            meters = {"laned": CpuMeter(lanes.daemon_pids[0]), "gateway": CpuMeter(gateway.pid)}
+            for meter in meters.values():
+                meter.start()
+            before = dict(counts)
+            await asyncio.sleep(params.window_s)
+            for who, meter in meters.items():
+                cpu, wall = meter.read()
+                readings = counts[who] - before[who]
+                per_reading[who].append(cpu / readings if readings else float("nan"))
+                rates[who].append(readings / wall)
+    out: dict[str, Any] = {}
+    for who, prefix in (("laned", "gateway_laned"), ("gateway", "gateway")):
+        out[f"{prefix}_cpu_ms_per_reading"] = rounded((median(per_reading[who]) or 0.0) * 1000, 3)
+        out[f"{prefix}_readings_per_s"] = rounded(median(rates[who]), 1)
+        out[f"{prefix}_latency_p50_ms"] = rounded((percentile(latencies[who], 50) or 0.0) * 1000, 2)
+        out[f"{prefix}_latency_p99_ms"] = rounded((percentile(latencies[who], 99) or 0.0) * 1000, 2)
+    gateway_cpu = out["gateway_cpu_ms_per_reading"]
+    laned_cpu = out["gateway_laned_cpu_ms_per_reading"]
+    out["gateway_cpu_ratio"] = rounded(laned_cpu / gateway_cpu, 3) if gateway_cpu else None
+    return out

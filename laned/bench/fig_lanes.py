@@ -1,0 +1,220 @@
+"""Figures 3 and 4 — latency and the cost of a lane.
+
+Cost (4): for N = 1, 4, 8 lanes, each a `laned run --config` daemon with its gas
+analyzer (10 Hz), opacimeter (20 Hz) and brake tester (polled at 50 Hz over TCP, the
+config's maximum) publishing live readings, the CPU seconds per minute and the peak RSS
+of each daemon process, read from /proc. Simulators, broker and bench are other processes.
+
+Latency (3): with one lane, every `…/live/…` message is timed in a loopback subscriber
+against the moment the simulator made the measurement it carries (its SEQ or
+SAMPLE_INDEX counts the simulator's ticks from a known origin); and after the cost
+windows, exterior-only inspections (start, the PDA's capture, two results) are timed from
+the PDA's last capture message to the later of the two results, both seen by the subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from laned.bench.common import Broker, CpuMeter, Subscriber, measured_at, median, percentile, proc_status_kb, rounded
+from laned.bench.lanes import STATION, TOPIC_PREFIX, BenchLane, LaneSet
+
+#: the field of each device's live message that counts its simulator's ticks
+COUNTER_FIELD = {"gas-analyzer": "seq", "opacimeter": "seq", "brake-tester": "sample_index"}
+RESULT_VEHICLE = "gasoline-car"
+
+
+@dataclass(frozen=True)
+class LaneParams:
+    counts: tuple[int, ...]
+    window_s: float  # one repeat with one lane
+    window_many_s: float  # one repeat with several lanes
+    repeats: int
+    inspections: int
+
+
+class LiveTimer:
+    """Times live messages against their measurements; counts messages per lane and device."""
+
+    def __init__(self, lanes: list[BenchLane], *, timed: bool) -> None:
+        self.origins = {lane.name: lane.origins for lane in lanes}
+        self.timed = timed
+        self.latencies_s: dict[str, list[float]] = defaultdict(list)
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self._seen: set[tuple[str, str, int]] = set()
+        self.negative = 0
+
+    def reset(self) -> None:
+        self.latencies_s.clear()
+        self.counts.clear()
+
+    def on_message(self, arrived: float, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")  # laned/v1/STATION/LANE/live/DEVICE
+        lane, device = parts[3], parts[5]
+        self.counts[(lane, device)] += 1
+        if not self.timed:
+            return
+        counter = json.loads(payload).get(COUNTER_FIELD.get(device, ""))
+        origin = self.origins.get(lane, {}).get(device)
+        if counter is None or origin is None or (lane, device, counter) in self._seen:
+            return  # a measurement read twice counts once, at its first arrival
+        self._seen.add((lane, device, counter))
+        latency = arrived - measured_at(origin, int(counter), arrived)
+        if latency < 0:
+            self.negative += 1
+        self.latencies_s[device].append(latency)
+
+
+async def measure_lanes(workdir: Path, broker: Broker, params: LaneParams) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for count in params.counts:
+        results.update(await _lanes(workdir / f"n{count}", broker, count, params))
+    return results
+
+
+async def _lanes(workdir: Path, broker: Broker, count: int, params: LaneParams) -> dict[str, Any]:
+    lanes = LaneSet(workdir, broker, count)
+    out: dict[str, Any] = {}
+    try:
+        await lanes.start()
+        timer = LiveTimer(lanes.lanes, timed=count == 1)
+        topic = f"{TOPIC_PREFIX}/{STATION}/+/live/#"
+        async with Subscriber(broker.host, broker.port, [topic], timer.on_message):
+            await asyncio.sleep(2.0)  # settle: every driver polling, every queue flowing
+            timer.reset()
+            window_s = params.window_s if count == 1 else params.window_many_s
+            cpu_per_lane: list[float] = []
+            cpu_all: list[float] = []
+            started = time.monotonic()
+            for _ in range(params.repeats):
+                meters = [CpuMeter(pid) for pid in lanes.daemon_pids]
+                for meter in meters:
+                    meter.start()
+                await asyncio.sleep(window_s)
+                shares = [cpu / wall for cpu, wall in (meter.read() for meter in meters)]
+                cpu_per_lane.append(sum(shares) / len(shares))
+                cpu_all.append(sum(shares))
+            elapsed = time.monotonic() - started
+        rss_mb = [proc_status_kb(pid, "VmHWM") / 1024 for pid in lanes.daemon_pids]
+        share = median(cpu_per_lane)
+        assert share is not None
+        suffix = f"_n{count}"
+        out[f"cpu_lane_s_per_min{suffix}"] = rounded(share * 60, 3)
+        out[f"cpu_lane_pct_core{suffix}"] = rounded(share * 100, 2)
+        out[f"cpu_all_lanes_pct_core{suffix}"] = rounded((median(cpu_all) or 0.0) * 100, 2)
+        out[f"rss_lane_peak_mb{suffix}"] = rounded(max(rss_mb), 1)
+        rates = defaultdict(list)
+        for (_lane, device), n in timer.counts.items():
+            rates[device].append(n / elapsed)
+        out[f"live_rates_hz{suffix}"] = {device: rounded(median(values), 1) for device, values in rates.items()}
+        if count == 1:
+            out.update(_latency_figures(timer))
+            out.update(await _result_latency(lanes.lanes[0], broker, params.inspections))
+    finally:
+        await lanes.stop()
+    return out
+
+
+def _latency_figures(timer: LiveTimer) -> dict[str, Any]:
+    every = [x for values in timer.latencies_s.values() for x in values]
+    out: dict[str, Any] = {
+        "latency_live_p50_ms": rounded(_ms(percentile(every, 50)), 2),
+        "latency_live_p99_ms": rounded(_ms(percentile(every, 99)), 2),
+        "latency_live_messages": len(every),
+    }
+    for device, values in sorted(timer.latencies_s.items()):
+        key = device.replace("-", "_")
+        out[f"latency_live_{key}_p50_ms"] = rounded(_ms(percentile(values, 50)), 2)
+        out[f"latency_live_{key}_p99_ms"] = rounded(_ms(percentile(values, 99)), 2)
+    if timer.negative:
+        out["latency_live_negative"] = timer.negative  # would mean a clock or origin error
+    return out
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+# ----- results of an inspection ------------------------------------------------------------------
+
+
+def exterior_start(inspection_no: str, request_id: str) -> dict[str, Any]:
+    """A station's `start` for the simulated gasoline car with the exterior check as its only item."""
+    from simulators.vehicle import load_vehicle_file
+
+    v = load_vehicle_file(RESULT_VEHICLE)["vehicle"]
+    return {
+        "schema": "lane-cmd-start/1", "request_id": request_id, "inspection_no": inspection_no,
+        "station_time": time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(time.time() + 8 * 3600)),
+        "vehicle": {**{k: v[k] for k in ("plate", "plate_type", "vin", "vehicle_class", "fuel", "curb_mass_kg",
+                                         "total_mass_kg", "new_registration", "rated_engine_speed_rpm")},
+                    "registration_date": str(v["registration_date"]), "has_obd": True},
+        "axles": [{"position": "front"}, {"position": "rear", "parking_brake": True}],
+        "items": {"exterior": True},
+    }
+
+
+async def _result_latency(lane: BenchLane, broker: Broker, inspections: int) -> dict[str, Any]:
+    """Exterior-only inspections, one after the other: from the PDA's last message to the later result."""
+    from simulators.pda import PdaSimulator
+
+    seen: dict[str, Any] = {"pda": 0.0, "results": {}, "bytes": [], "replies": {}}
+
+    def on_message(arrived: float, topic: str, payload: bytes) -> None:
+        if topic.startswith(f"{lane.root}/pda/capture") or topic.startswith(f"{lane.root}/pda/photo/"):
+            seen["pda"] = arrived
+        elif topic.startswith(f"{lane.root}/reply/"):
+            seen["replies"][topic.rsplit("/", 1)[1]] = json.loads(payload)
+        elif topic.startswith(f"{lane.root}/result/"):
+            seen["results"][topic.rsplit("/", 1)[1]] = arrived
+            seen["bytes"].append(len(payload))
+
+    latencies: list[float] = []
+    async with Subscriber(broker.host, broker.port, [f"{lane.root}/#"], on_message, qos=1), \
+            aiomqtt.Client(broker.host, broker.port, identifier=f"bench-station-{uuid.uuid4().hex[:8]}") as station:
+        for number in range(1, inspections + 1):
+            inspection_no = f"BENCH{int(time.time())}{number:03d}"
+            seen["results"] = {}
+            request_id = uuid.uuid4().hex[:12]
+            start = exterior_start(inspection_no, request_id)
+            await station.publish(f"{lane.root}/cmd/start", json.dumps(start, ensure_ascii=False), qos=1)
+            await _wait(functools.partial(_has, seen["replies"], request_id), 10,
+                        f"{lane.name}: no reply to {inspection_no}")
+            if not seen["replies"][request_id].get("accepted"):
+                raise RuntimeError(f"{lane.name}: start refused: {seen['replies'][request_id]}")
+            pda = PdaSimulator(RESULT_VEHICLE, host=broker.host, port=broker.port, base=f"{lane.root}/pda")
+            acks = await pda.capture(inspection_no)
+            if not acks or not acks[-1].complete:
+                raise RuntimeError(f"{lane.name}: the PDA capture of {inspection_no} was not completed: {acks}")
+            await _wait(lambda: len(seen["results"]) >= 2, 30, f"{lane.name}: no two results for {inspection_no}")
+            latencies.append(max(seen["results"].values()) - seen["pda"])
+    return {
+        "latency_result_p50_ms": rounded(_ms(percentile(latencies, 50)), 2),
+        "latency_result_p99_ms": rounded(_ms(percentile(latencies, 99)), 2),
+        "latency_result_inspections": len(latencies),
+        "latency_result_bytes": int(median(seen["bytes"]) or 0),
+        "latency_result_method": "exterior-only inspection: PDA's last capture message -> later of the two results",
+    }
+
+
+def _has(mapping: dict[str, Any], key: str) -> bool:
+    return key in mapping
+
+
+async def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout_s:g} s")
+        await asyncio.sleep(0.005)
