@@ -2,7 +2,7 @@
 """Bootstrap and run laned from a fresh clone with nothing but Python >= 3.11.
 
     python3 dev.py demo [ARGS...]    the whole lane end to end on simulators
-    python3 dev.py test [ARGS...]    the test suite (ARGS go to pytest)
+    python3 dev.py test [ARGS...]    the test suite on two workers (ARGS go to pytest)
     python3 dev.py laned ARGS...     any laned subcommand inside the project's environment
     python3 dev.py bench [ARGS...]   the benchmarks
 
@@ -50,6 +50,13 @@ def ensure_env() -> Path:
     return python
 
 
+def _parallel(rest: list[str]) -> list[str]:
+    """The whole suite runs on two workers, one test file each at a time: most of its time is
+    waiting on simulated devices, so two halve it. A chosen test or `-n` runs as asked."""
+    chosen = any(a.startswith(("tests", "-n", "-k")) or "::" in a or a.endswith(".py") for a in rest)
+    return [] if chosen else ["-n", "2", "--dist", "loadfile"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
@@ -57,7 +64,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     python = ensure_env()
     if command == "test":
-        args = [str(python), "-m", "pytest", *rest]
+        args = [str(python), "-m", "pytest", *_parallel(rest), *rest]
     elif command == "demo":
         args = [str(python), "-m", "laned.cli", "demo", *rest]
     elif command == "bench":

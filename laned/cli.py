@@ -25,6 +25,7 @@ SIMULATORS = {
 def _cmd_run(args: argparse.Namespace) -> int:
     from laned.config import load_config
     from laned.daemon import Lane
+    from laned.systemd import run_lane
 
     try:
         config = load_config(args.config)
@@ -35,8 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         lane = Lane(config)
-        lane.install_signal_handlers()
-        await lane.run()
+        await run_lane(lane)  # SIGTERM/SIGINT stop it; systemd gets READY, STATUS, WATCHDOG, STOPPING
 
     asyncio.run(main())
     return 0
@@ -81,6 +81,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _cmd_daily_check(args: argparse.Namespace) -> int:
+    from laned import daily_checks
+
+    configure_logging(args.log_level, args.log_format)
+    try:
+        return asyncio.run(daily_checks.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from laned.bench import run_bench
 
@@ -108,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config-schema", help="print the config's JSON Schema")
     p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "daily-check", help="the gas analyzer's daily checks (leak check, zero, HC residue) without the daemon"
+    )
+    from laned.daily_checks import add_arguments as daily_check_arguments
+
+    daily_check_arguments(p)
+    logging_options(p, "warning")
+    p.set_defaults(func=_cmd_daily_check)
+
+    # parsed by protocols.schemas itself (see main()); listed here for `laned --help`
+    sub.add_parser("schemas", help="the MQTT messages' JSON Schemas: --write DIR, --check DIR or --print NAME")
 
     p = sub.add_parser("simulate", help="run a simulated device")
     sims = p.add_subparsers(dest="device", required=True, metavar="DEVICE")
@@ -139,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["schemas"]:
+        from protocols.schemas import main as schemas_main
+
+        return schemas_main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

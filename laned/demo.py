@@ -1,10 +1,13 @@
-"""`laned demo`: the whole lane on one laptop.
+"""`laned demo`: the whole lane on one laptop, as the station software would see it.
 
 It starts an embedded MQTT broker (or uses `--broker HOST:PORT`), the device
-simulators as separate processes on ptys and a Modbus TCP port, and the lane
-daemon in this process; a subscriber shows on the terminal what the station
-software would see. Then it stops everything cleanly and exits 0 if every step
-it expected happened, non-zero otherwise.
+simulators as separate processes (gas analyzer and opacimeter on ptys, the
+brake tester on Modbus TCP), a simulated driver who follows the lane's
+prompts, and the lane daemon. Then it plays the station: the analyzer's daily
+checks, a gasoline car (brakes + two-speed idle) and a diesel truck (brakes +
+free acceleration), each with the PDA's one exterior capture, and shows the
+progress and then the two results of each inspection side by side. It exits 0
+when every inspection ended with both results, non-zero if any step failed.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +30,26 @@ import aiomqtt
 from laned.broker import EmbeddedBroker, free_port
 from laned.config import LaneConfig, parse_config
 from laned.daemon import Lane
+from laned.demo_view import Screen
 from laned.logging import configure_logging
+from simulators.control import send_control
+from simulators.driver import SimulatedDriver
+from simulators.pda import PdaSimulator
+from simulators.vehicle import load_vehicle_file
+
+INSPECTIONS = [
+    ("gasoline-car", {"emissions": "two_speed_idle"}),
+    ("diesel-truck", {"emissions": "free_acceleration"}),
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", metavar="HOST:PORT", help="use this broker instead of the embedded one")
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds of live readings to show (default 6)")
     parser.add_argument("--no-ui", action="store_true", help="plain log lines instead of the terminal view")
-    parser.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
+    parser.add_argument("--keep", action="store_true", help="keep the demo's temporary folder (logs, state)")
+    parser.add_argument("--time-scale", type=float, default=0.1,
+                        help="procedure durations × this (default 0.1: a demo takes about a minute)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
 
 
 class SimProcess:
@@ -45,21 +62,11 @@ class SimProcess:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        log = self.log_path.open("wb")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "laned.cli",
-            "simulate",
-            self.device,
-            "--log-format",
-            "json",
-            *self.args,
-            stdout=log,
-            stderr=log,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-        log.close()
+        with self.log_path.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "laned.cli", "simulate", self.device, "--log-format", "json", *self.args,
+                stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
+            )
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -79,18 +86,21 @@ async def wait_for_path(path: Path, timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def demo_config(workdir: Path, host: str, port: int) -> LaneConfig:
+def demo_config(workdir: Path, host: str, port: int, brake_port: int, time_scale: float) -> LaneConfig:
+    reconnect = {"reconnect_initial_s": 0.2, "reconnect_max_s": 2.0}
     return parse_config(
         {
-            "lane": {"station": "370100", "lane": "L1", "state_dir": str(workdir / "state")},
+            "lane": {"station": "370100", "lane": "L1", "state_dir": str(workdir / "state"),
+                     "signing_key": "demo-lane-key"},
             "mqtt": {"host": host, "port": port},
+            "inspection": {"time_scale": time_scale, "capture_timeout_s": 120},
             "devices": {
-                "gas-analyzer": {
-                    "kind": "gas_analyzer",
-                    "transport": {"type": "serial", "port": str(workdir / "gas-analyzer")},
-                    "reconnect_initial_s": 0.2,
-                    "reconnect_max_s": 2.0,
-                },
+                "gas-analyzer": {"kind": "gas_analyzer",
+                                 "transport": {"type": "serial", "port": str(workdir / "gas-analyzer")}, **reconnect},
+                "opacimeter": {"kind": "opacimeter",
+                               "transport": {"type": "serial", "port": str(workdir / "opacimeter")}, **reconnect},
+                "brake-tester": {"kind": "brake_tester",
+                                 "transport": {"type": "tcp", "host": "127.0.0.1", "port": brake_port}, **reconnect},
             },
         },
         "demo",
@@ -98,36 +108,105 @@ def demo_config(workdir: Path, host: str, port: int) -> LaneConfig:
     )
 
 
-class Screen:
-    """What the station would see, printed as it arrives."""
+def start_document(vehicle_name: str, inspection_no: str, emissions: str) -> dict[str, Any]:
+    """The station's `start` for a simulated vehicle: every brake axle, the parking brake, the method."""
+    data = load_vehicle_file(vehicle_name)
+    v = data["vehicle"]
+    axles = data["brake"]["axles"]
+    return {
+        "schema": "lane-cmd-start/1",
+        "request_id": uuid.uuid4().hex[:12],
+        "inspection_no": inspection_no,
+        "station_time": time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(time.time() + 8 * 3600)),
+        "vehicle": {
+            **{k: v[k] for k in ("plate", "plate_type", "vin", "vehicle_class", "fuel", "curb_mass_kg",
+                                 "total_mass_kg", "new_registration", "rated_engine_speed_rpm")},
+            "registration_date": str(v["registration_date"]),
+            "has_obd": "obd" in data.get("capture", {}),
+        },
+        "axles": [{"position": a.get("position", "front" if i == 0 else "rear"),
+                   "parking_brake": bool(a.get("parking"))} for i, a in enumerate(axles)],
+        "items": {
+            "brake_axles": list(range(1, len(axles) + 1)),
+            "parking_brake": any(a.get("parking") for a in axles),
+            "emissions": emissions,
+            "exterior": True,
+        },
+    }
 
-    def __init__(self, plain: bool) -> None:
-        self.plain = plain
-        self.last_live: dict[str, float] = {}
-        self.statuses: list[dict[str, Any]] = []
-        self.live_count: dict[str, int] = {}
 
-    def show(self, topic: str, payload: bytes) -> None:
-        try:
-            doc = json.loads(payload)
-        except ValueError:
-            print(f"  {topic}: {len(payload)} bytes")
-            return
-        kind = topic.split("/", 4)[-1]
-        if kind == "status":
-            self.statuses.append(doc)
-            devices = ", ".join(f"{n}={d['state']}" for n, d in doc.get("devices", {}).items())
-            print(f"[status] lane {doc.get('state')}; {devices}; outbox {doc.get('outbox', {}).get('depth')}")
-        elif kind.startswith("live/"):
-            device = kind.split("/", 1)[1]
-            self.live_count[device] = self.live_count.get(device, 0) + 1
-            now = time.monotonic()
-            if now - self.last_live.get(device, 0) >= 1.0:
-                self.last_live[device] = now
-                shown = {k: v for k, v in doc.items() if k not in ("schema", "device", "lane_time", "reading")}
-                print(f"[live {device}] " + " ".join(f"{k}={v}" for k, v in shown.items()))
-        else:
-            print(f"[{kind}] {json.dumps(doc, ensure_ascii=False)[:300]}")
+class Station:
+    """The demo's station software: sends commands and waits for what comes back."""
+
+    def __init__(self, client: aiomqtt.Client, root: str, screen: Screen) -> None:
+        self.client = client
+        self.root = root
+        self.screen = screen
+        self.inbox: list[tuple[str, dict[str, Any]]] = []
+        self.arrived = asyncio.Event()
+
+    async def listen(self) -> None:
+        async for message in self.client.messages:
+            topic = str(message.topic)
+            try:
+                document = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+            except ValueError:
+                continue
+            self.screen.show(topic, document)
+            self.inbox.append((topic, document))
+            self.arrived.set()
+
+    async def wait(self, predicate: Any, timeout_s: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while True:
+            for topic, document in self.inbox[seen:]:
+                if predicate(topic, document):
+                    return document
+            seen = len(self.inbox)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} within {timeout_s:g} s")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), 1.0)
+
+    async def command(self, name: str, document: dict[str, Any], timeout_s: float = 30) -> dict[str, Any]:
+        request_id = document["request_id"]
+        await self.client.publish(f"{self.root}/cmd/{name}", json.dumps(document, ensure_ascii=False), qos=1)
+        reply = await self.wait(lambda t, _d: t == f"{self.root}/reply/{request_id}", timeout_s, f"reply to {name}")
+        if not reply["accepted"]:
+            raise RuntimeError(f"{name} refused: {'; '.join(reply['reasons'])}")
+        return reply
+
+
+async def _play_station(station: Station, host: str, port: int, workdir: Path, timeout_s: float) -> list[str]:
+    """The station's side of the demo; returns the problems seen (empty: all went well)."""
+    problems: list[str] = []
+    root = station.root
+    station.screen.banner("daily checks of the gas analyzer: leak check, zero, HC residue")
+    await station.command("daily-check", {"schema": "lane-cmd-daily-check/1", "request_id": uuid.uuid4().hex[:12]})
+    await station.wait(lambda t, d: t.endswith("/event") and d.get("type") == "step_finished"
+                       and d.get("step") == "daily_check", timeout_s, "end of the daily checks")
+    for number, (vehicle, items) in enumerate(INSPECTIONS, start=1):
+        inspection_no = f"3701002026{time.strftime('%m%d')}{number:04d}"
+        await send_control(workdir / "brake-tester.ctl", {"do": "load_vehicle", "vehicle": vehicle})
+        station.screen.banner(f"inspection {inspection_no}: {vehicle}")
+        await station.command("start", start_document(vehicle, inspection_no, items["emissions"]))
+        pda = PdaSimulator(vehicle, host=host, port=port, base=f"{root}/pda")
+        acks = await pda.capture(inspection_no)
+        if not acks or not acks[-1].complete:
+            problems.append(f"{inspection_no}: the PDA capture was not completed: {acks}")
+        results = {}
+        for kind in ("safety", "emissions"):
+            results[kind] = await station.wait(
+                lambda t, d, k=kind, n=inspection_no: t == f"{root}/result/{k}" and d.get("inspection_no") == n,
+                timeout_s, f"{kind} result of {inspection_no}")
+        station.screen.results(results["safety"], results["emissions"])
+        for kind, result in results.items():
+            if result["verdict"] != "pass":
+                problems.append(f"{inspection_no} {kind}: verdict {result['verdict']} "
+                                f"({result.get('aborted') or result.get('not_completed')})")
+    return problems
 
 
 async def _demo(args: argparse.Namespace, workdir: Path) -> int:
@@ -139,72 +218,66 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> int:
         broker = EmbeddedBroker(free_port())
         await broker.start()
         host, port = broker.host, broker.port
-    print(f"laned demo: broker {host}:{port}, files in {workdir}")
+    brake_port = free_port()
+    screen = Screen(plain=args.no_ui)
+    screen.banner(f"laned demo — broker {host}:{port}, files in {workdir}")
     sims = [
-        SimProcess(
-            "gas-analyzer",
-            [
-                "--link",
-                str(workdir / "gas-analyzer"),
-                "--fast",
-                "--vehicle",
-                "gasoline-car",
-                "--control",
-                str(workdir / "gas-analyzer.ctl"),
-            ],
-            workdir / "sim-gas-analyzer.log",
-        ),
+        SimProcess("gas-analyzer", ["--link", str(workdir / "gas-analyzer"), "--fast", "--vehicle", "gasoline-car",
+                                    "--control", str(workdir / "gas-analyzer.ctl")], workdir / "sim-gas-analyzer.log"),
+        SimProcess("opacimeter", ["--link", str(workdir / "opacimeter"), "--fast", "--vehicle", "diesel-truck",
+                                  "--control", str(workdir / "opacimeter.ctl")], workdir / "sim-opacimeter.log"),
+        SimProcess("brake-tester", ["--tcp", f"127.0.0.1:{brake_port}", "--fast", "--no-script",
+                                    "--vehicle", "gasoline-car", "--control", str(workdir / "brake-tester.ctl")],
+                   workdir / "sim-brake-tester.log"),
     ]
-    screen = Screen(args.no_ui)
-    config = demo_config(workdir, host, port)
-    lane = Lane(config, startup_grace_s=15.0, status_interval_s=2.0)
-    ok = False
+    lane = Lane(demo_config(workdir, host, port, brake_port, args.time_scale), startup_grace_s=20.0,
+                status_interval_s=5.0)
+    driver = SimulatedDriver({s.device: workdir / f"{s.device}.ctl" for s in sims})
+    tasks: list[asyncio.Task[Any]] = []
+    problems: list[str] = []
     try:
         for sim in sims:
             await sim.start()
         for sim in sims:
-            await wait_for_path(workdir / sim.device, 15, f"the {sim.device} simulator's port")
-        async with aiomqtt.Client(host, port, identifier=f"demo-station-{os.getpid()}") as station:
-            await station.subscribe(f"{lane.topics.root}/#", qos=1)
-            lane_task = asyncio.create_task(lane.run())
-
-            async def watch() -> None:
-                async for message in station.messages:
-                    screen.show(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
-
-            watcher = asyncio.create_task(watch())
-            await asyncio.sleep(args.duration)
+            await wait_for_path(workdir / f"{sim.device}.ctl", 20, f"the {sim.device} simulator")
+        async with aiomqtt.Client(host, port, identifier=f"demo-station-{os.getpid()}") as client:
+            await client.subscribe(f"{lane.topics.root}/#", qos=1)
+            station = Station(client, lane.topics.root, screen)
+            tasks.append(asyncio.create_task(station.listen()))
+            tasks.append(asyncio.create_task(lane.run()))
+            tasks.append(asyncio.create_task(driver.run(host, port, lane.topics.root)))
+            await station.wait(lambda t, d: t.endswith("/status") and d.get("state") == "online", 30, "lane online")
+            try:
+                problems = await asyncio.wait_for(_play_station(station, host, port, workdir, args.timeout),
+                                                  args.timeout)
+            except (TimeoutError, RuntimeError) as exc:
+                problems.append(str(exc) or "timed out")
             lane.request_stop()
-            await lane_task
-            await asyncio.sleep(0.5)
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        online = any(s.get("state") == "online" for s in screen.statuses)
-        offline_last = bool(screen.statuses) and screen.statuses[-1].get("state") == "offline"
-        readings = screen.live_count.get("gas-analyzer", 0)
-        ok = online and offline_last and readings > 0
-        print(
-            f"laned demo: lane went online: {online}; live readings: {readings}; "
-            f"offline status at the end: {offline_last}; {'OK' if ok else 'FAILED'}"
-        )
+            await asyncio.wait_for(tasks[1], 20)
+            await asyncio.sleep(0.3)
     finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for sim in sims:
             await sim.stop()
         if broker is not None:
             await broker.stop()
-    return 0 if ok else 1
+    screen.summary(problems)
+    return 0 if not problems else 1
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    configure_logging("warning" if not args.no_ui else "info", "console")
+    configure_logging("info" if args.no_ui else "error", "console")
     workdir = Path(tempfile.mkdtemp(prefix="laned-demo-"))
     try:
         return asyncio.run(_demo(args, workdir))
     except KeyboardInterrupt:
         return 130
     finally:
-        if not args.keep:
-            import shutil
-
+        if args.keep:
+            print(f"demo files kept in {workdir}")
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
