@@ -33,6 +33,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from laned.errors import ConfigError
+from protocols.datafiles import CONFIG_DIR
 from protocols.pda import (
     CHECK_ITEMS,
     PHOTOS,
@@ -49,7 +50,7 @@ from protocols.pda import (
 log = structlog.get_logger("laned.capture")
 
 DEFAULT_REQUIREMENTS_PATH = (
-    Path(__file__).resolve().parent.parent / "config" / "capture" / "required-photos.toml"
+    CONFIG_DIR / "capture" / "required-photos.toml"
 )
 VEHICLE_CLASSES = (
     "passenger_car", "bus", "truck", "articulated_bus", "road_train", "trailer",

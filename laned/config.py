@@ -23,8 +23,9 @@ from laned.errors import ConfigError
 from laned.procedures.brake_items import BrakeSettings
 from laned.procedures.free_acceleration import FreeAccelerationSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
+from protocols.datafiles import CONFIG_DIR
 
-PROJECT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+PROJECT_CONFIG_DIR = CONFIG_DIR
 _TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

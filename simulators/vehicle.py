@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+from protocols.datafiles import CONFIG_DIR
+
 VEHICLES_DIR = CONFIG_DIR / "vehicles"
 
 VehicleClass = Literal[

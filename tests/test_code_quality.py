@@ -47,3 +47,18 @@ def test_dependencies_point_one_way(package: str) -> None:
         for match in pattern.finditer(path.read_text(encoding="utf-8")):
             offenders.append(f"{path.relative_to(ROOT)}: {match.group(0).strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_regular_install_ships_every_data_file_of_config() -> None:
+    """`pip install` (not editable) copies config/ through pyproject's data-files table; a file
+    in a folder the table does not name would be missing on every lane PC."""
+    import glob
+    import tomllib
+
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    shipped = {Path(match) for patterns in table.values() for p in patterns for match in glob.glob(p, root_dir=ROOT)}
+    for target, patterns in table.items():
+        for pattern in patterns:
+            assert target == "share/laned/" + str(Path(pattern).parent), (target, pattern)
+    data = {path.relative_to(ROOT) for path in (ROOT / "config").rglob("*") if path.is_file()}
+    assert sorted(map(str, data - shipped)) == []

@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from laned.errors import ConfigError
 from laned.judging.rounding import Check, Comparison, meets
+from protocols.datafiles import CONFIG_DIR
 
-DEFAULT_LIMITS_DIR = Path(__file__).resolve().parents[2] / "config" / "limits"
+DEFAULT_LIMITS_DIR = CONFIG_DIR / "limits"
 
 Certainty = Literal["firm", "vendor", "unconfirmed"]
 Source = Literal["config", "override"]
