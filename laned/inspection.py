@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
+from laned.errors import ConfigError
 from laned.procedures import InspectionAborted, InspectionContext, ItemOutcome, ProcedureError, utc_now
 from laned.record import InspectionRecord
 from protocols.messages import AbortCommand, DailyCheckCommand, Event, Reply, StartCommand, dump
@@ -150,7 +151,10 @@ class InspectionRunner:
             reasons.extend(self.daily_checks.missing_reasons())
         try:
             self.limits_for(command)
-        except Exception as exc:
+        except ConfigError as exc:  # one reason per problem, each with its key
+            where = "limit_overrides" if exc.source == "limit overrides" else f"the lane's limits ({exc.source})"
+            reasons.extend(f"{where}: {problem}" for problem in exc.problems)
+        except ValueError as exc:
             reasons.append(f"limit_overrides: {exc}")
         return reasons
 
@@ -244,7 +248,8 @@ class InspectionRunner:
             log.warning("pda_unknown_topic", topic=topic)
             return
         for ack in acks:
-            self.lane.mqtt.enqueue(f"{base}ack/{ack.capture_id}", ack.model_dump(mode="json"), kind="ack")
+            # the manual's shape: accepted acks carry complete and missing_photos, refused ones errors
+            self.lane.mqtt.enqueue(f"{base}ack/{ack.capture_id}", json.loads(ack.to_json_bytes()), kind="ack")
         completed = self.assembler.completed
         record = self.current
         if completed is not None and record is not None and record.capture is None:

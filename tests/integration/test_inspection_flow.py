@@ -139,6 +139,25 @@ async def test_a_bad_start_is_refused_with_its_reason(
         await stop_lane(lane, task)
 
 
+async def test_bad_limit_overrides_are_refused_one_reason_per_key(tmp_path: Path, amqtt_broker: Any) -> None:
+    lane, task = await run_lane(tmp_path, amqtt_broker)
+    overrides = {"brakes": {"no_such_table": {}}, "emissions": {"two_speed_idle": {"limit_sets": "a"}}}
+    payload = {**start_command("gasoline-car", "N1", request_id="lo-1"), "limit_overrides": overrides}
+    try:
+        async with subscriber(amqtt_broker.host, amqtt_broker.port, f"{ROOT}/reply/#") as station:
+            await send_command(amqtt_broker.host, amqtt_broker.port, ROOT, "start", payload)
+            reply = (await station.wait_for(lambda m: True)).json()
+        assert reply["accepted"] is False
+        mentions = [r for r in reply["reasons"] if r.startswith("limit_overrides: ")]
+        assert len(mentions) == 2, reply["reasons"]
+        assert "brakes.no_such_table: no such key" in mentions[0]
+        assert "emissions.two_speed_idle.limit_sets: no such key" in mentions[1]
+        assert "limit_set" in mentions[1]  # and what the key could have been
+        assert lane.runner.current is None
+    finally:
+        await stop_lane(lane, task)
+
+
 async def test_a_busy_lane_refuses_a_second_start_and_a_wrong_abort(tmp_path: Path, amqtt_broker: Any) -> None:
     lane, task = await run_lane(tmp_path, amqtt_broker)
     host, port = amqtt_broker.host, amqtt_broker.port
@@ -179,15 +198,22 @@ async def test_capture_refusals_follow_the_pda_contract(tmp_path: Path, amqtt_br
         await send_command(host, port, ROOT, "start", start_command("gasoline-car", "P1", request_id="p"))
         await asyncio.sleep(0.3)
         pda = PdaSimulator("gasoline-car", host=host, port=port, base=f"{ROOT}/pda")
-        other = await pda.capture("P1", bad="other_inspection")
-        assert other[0].accepted is False
-        assert any(e.field == "inspection_no" for e in other[0].errors)
-        bad_vin = await pda.capture("P1", bad="bad_vin")
-        assert bad_vin[0].accepted is False and bad_vin[0].errors[0].field == "vehicle.vin"
-        assert "check digit computed" in bad_vin[0].errors[0].error
-        # nothing changed: a good capture under a new id still completes the inspection
-        good = await pda.capture("P1")
-        assert good[-1].complete is True
+        async with subscriber(host, port, f"{ROOT}/pda/ack/#") as wire:
+            other = await pda.capture("P1", bad="other_inspection")
+            assert other[0].accepted is False
+            assert any(e.field == "inspection_no" for e in other[0].errors)
+            bad_vin = await pda.capture("P1", bad="bad_vin")
+            assert bad_vin[0].accepted is False and bad_vin[0].errors[0].field == "vehicle.vin"
+            assert "check digit computed" in bad_vin[0].errors[0].error
+            # nothing changed: a good capture under a new id still completes the inspection
+            good = await pda.capture("P1")
+            assert good[-1].complete is True
+            refused = (await wire.wait_for(lambda m: not m.json()["accepted"])).json()
+            accepted = (await wire.wait_for(lambda m: m.json()["accepted"] and m.json()["complete"])).json()
+        # on the wire, the manual's two shapes (devices/pda.md): a refusal carries errors only,
+        # an acceptance carries complete and missing_photos only
+        assert sorted(refused) == ["accepted", "capture_id", "errors", "schema"]
+        assert sorted(accepted) == ["accepted", "capture_id", "complete", "missing_photos", "schema"]
         # and the inspection now has its capture: another one is refused
         again = await pda.capture("P1")
         assert again[0].accepted is False
