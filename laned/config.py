@@ -265,7 +265,29 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Lane
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
     _resolve_paths(data, path.resolve().parent)
-    return parse_config(data, str(path), environ)
+    config = parse_config(data, str(path), environ)
+    check_data_files(config, str(path))
+    return config
+
+
+def check_data_files(config: LaneConfig, source: str) -> None:
+    """The limits tables and platform mappings the lane judges and publishes with, read now: a
+    broken one stops the lane at start-up (and `check-config`) with every problem and its file,
+    not after a vehicle has been measured."""
+    from laned.judging.limits import load_limits
+    from laned.platforms import load_mappings
+
+    problems: list[str] = []
+    for key, load, directory in (
+        ("lane.limits_dir", load_limits, config.lane.limits_dir),
+        ("lane.platforms_dir", load_mappings, config.lane.platforms_dir),
+    ):
+        try:
+            load(directory)
+        except ConfigError as exc:
+            problems.extend(f"{key}: {exc.source}: {problem}" for problem in exc.problems)
+    if problems:
+        raise ConfigError(source, problems)
 
 
 def json_schema() -> dict[str, Any]:

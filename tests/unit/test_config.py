@@ -129,3 +129,19 @@ def test_shipped_configs_are_valid(name: str) -> None:
         cwd=ROOT,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_a_broken_limits_table_or_platform_mapping_stops_the_lane_at_load_not_after_a_vehicle(tmp_path: Path) -> None:
+    import shutil
+
+    limits, platforms = tmp_path / "limits", tmp_path / "platforms"
+    shutil.copytree(ROOT / "config" / "limits", limits)
+    shutil.copytree(ROOT / "config" / "platforms", platforms)
+    (limits / "brakes.toml").write_text("[drag\n", encoding="utf-8")
+    (platforms / "emissions.toml").unlink()
+    text = GOOD.replace('state_dir = "state"', 'state_dir = "state"\nlimits_dir = "limits"\nplatforms_dir = "platforms"')
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    limits_problem, platform_problem = err.value.problems
+    assert limits_problem.startswith(f"lane.limits_dir: {limits / 'brakes.toml'}: not valid TOML")
+    assert platform_problem.startswith(f"lane.platforms_dir: {platforms / 'emissions.toml'}")
