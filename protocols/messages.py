@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 VehicleClass = Literal[
     "passenger_car", "bus", "truck", "articulated_bus", "road_train", "trailer", "special_purpose", "other"
@@ -62,7 +62,9 @@ class StartCommand(_Message):
     schema_: Literal["lane-cmd-start/1"] = Field(alias="schema")
     request_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     inspection_no: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9]+$", description="jylsh")
-    station_time: datetime | None = Field(None, description="the station's clock when it sent the command")
+    station_time: AwareDatetime | None = Field(
+        None, description="the station's clock when it sent the command, with its UTC offset"
+    )
     vehicle: Vehicle
     axles: list[Axle] = Field(min_length=1, max_length=6)
     items: Items

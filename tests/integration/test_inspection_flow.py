@@ -122,6 +122,10 @@ async def test_a_tampered_result_fails_verification(tmp_path: Path, amqtt_broker
             {**start_command("gasoline-car", "N1", request_id="bad-4", brake_axles=[1, 5])},
             "axle 5 does not exist",
         ),
+        (  # a clock without its UTC offset cannot be compared with the lane's
+            {**start_command("gasoline-car", "N1", request_id="bad-5"), "station_time": "2026-11-28T09:00:00"},
+            "station_time: Input should have timezone info",
+        ),
     ],
 )
 async def test_a_bad_start_is_refused_with_its_reason(
