@@ -319,10 +319,11 @@ def test_live_topic_carries_the_curve_samples_while_the_rollers_run(fleet: dict[
 # ----- faults ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("rtu", [False, True], ids=["tcp-link-dropped", "rtu-pty-removed"])
 async def test_a_lost_link_mid_test_aborts_that_axle_stops_the_rollers_and_the_lane_carries_on(
-    tmp_path: Path, amqtt_broker: EmbeddedBroker
+    tmp_path: Path, amqtt_broker: EmbeddedBroker, rtu: bool
 ) -> None:
-    async with lane_rig(tmp_path, amqtt_broker, "gasoline-car", "L1") as rig:
+    async with lane_rig(tmp_path, amqtt_broker, "gasoline-car", "L1", rtu=rtu) as rig:
 
         async def watch_the_tester() -> None:
             while True:

@@ -192,6 +192,23 @@ async def analyzer_drops_out(rig: Rig) -> Done:
                                        "status": status})
 
 
+def unplugged(method: str, step: str, device: str) -> Callable[[Rig], Awaitable[Done]]:
+    """The device's port disappears for 2 s at `step` (a pulled USB adapter), then comes back."""
+
+    async def scenario(rig: Rig) -> Done:
+        inspection_no = f"U{rig.lane.config.lane.lane}"
+        reply = await rig.command("start", start(rig, inspection_no, method))
+        assert reply["accepted"], reply["reasons"]
+        await rig.station.wait_for(lambda m: m.topic.endswith("/event") and m.json()["type"] == "step_started"
+                                   and m.json()["step"] == step, 60)
+        await send_control(rig.control, {"fault": "lost_cable", "for_s": 2})
+        result = await rig.result(inspection_no)
+        status = await rig.station.wait_status("online", 20, **{device: "connected"})
+        return Done(result, rig.events(), {"lane_running": not rig.lane_task.done(), "status": status})
+
+    return scenario
+
+
 def plain(method: str, **extra: Any) -> Callable[[Rig], Awaitable[Done]]:
     async def scenario(rig: Rig) -> Done:
         result = await inspect(rig, f"N{rig.lane.config.lane.lane}", method, **extra)
@@ -212,6 +229,10 @@ SCENARIOS: dict[str, tuple[str, str, dict[str, Any], Callable[[Rig], Awaitable[D
                              plain("two_speed_idle", limit_overrides=SET_A)),
     "gasoline-diluted": ("gasoline-diluted", "gas-analyzer", {}, plain("two_speed_idle")),
     "analyzer-dropout": ("gasoline-car", "gas-analyzer", {}, analyzer_drops_out),
+    "analyzer-unplugged": ("gasoline-car", "gas-analyzer", {},
+                           unplugged("two_speed_idle", "two_speed_idle.high_idle.measure", "gas-analyzer")),
+    "opacimeter-unplugged": ("diesel-car", "opacimeter", {},
+                             unplugged("free_acceleration", "free_acceleration.measured1", "opacimeter")),
     "diesel-car": ("diesel-car", "opacimeter", {}, plain("free_acceleration")),
     "diesel-truck": ("diesel-truck", "opacimeter", {}, plain("free_acceleration")),
     "diesel-fail-k": ("diesel-fail-k", "opacimeter", {}, plain("free_acceleration")),
@@ -344,6 +365,24 @@ def test_a_diluted_sample_voids_the_test_and_the_result_is_incomplete(fleet: dic
     assert len(sds["void_reasons"]) == 2 and all("sample diluted" in r for r in sds["void_reasons"])
     assert sds["reason"].startswith("void: high idle: sample diluted")
     assert any(e["type"] == "warning" and "void" in e["text"] for e in done.events)
+
+
+@pytest.mark.parametrize(("scenario", "code", "item", "during"), [
+    ("analyzer-unplugged", "SDS", "two_speed_idle", "during the high-idle measurement"),
+    ("opacimeter-unplugged", "ZYJS", "free_acceleration", "during the measured free acceleration 1"),
+])
+def test_a_device_unplugged_mid_measurement_ends_the_item_and_is_back_online_after(
+    fleet: dict[str, Done], scenario: str, code: str, item: str, during: str
+) -> None:
+    done = fleet[scenario]
+    reason = done.result["not_completed"][item]
+    assert during in reason and "serial port lost" in reason, reason
+    assert f"-{'gas-analyzer' if code == 'SDS' else 'opacimeter'})" in reason  # names the port
+    assert (done.item(code)["verdict"], done.item(code)["reason"]) == ("not_completed", reason)
+    assert done.result["verdict"] == "incomplete"
+    assert done.extra["lane_running"] is True
+    device = "gas-analyzer" if code == "SDS" else "opacimeter"
+    assert done.extra["status"]["devices"][device]["state"] == "connected"
 
 
 def test_an_analyzer_dropping_out_mid_measurement_ends_the_item_with_a_clear_reason(fleet: dict[str, Done]) -> None:
