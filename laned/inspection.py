@@ -30,6 +30,9 @@ from protocols.messages import AbortCommand, DailyCheckCommand, Event, Reply, St
 if TYPE_CHECKING:
     from laned.daemon import Lane
 
+#: how often a running brake test checks that the broker is still there
+BROKER_WATCH_S = 0.1
+
 log = structlog.get_logger("laned.inspection")
 
 COMMANDS = {"start": StartCommand, "abort": AbortCommand, "daily-check": DailyCheckCommand}
@@ -334,6 +337,9 @@ class InspectionRunner:
             self._finish(record)
 
     async def _run_item(self, ctx: InspectionContext, record: InspectionRecord, name: str, procedure: Any) -> None:
+        watch = None
+        if name == "brake":
+            watch = asyncio.create_task(self._halt_on_broker_loss(ctx), name="brake-broker-watch")
         try:
             outcome: ItemOutcome = await procedure(ctx)
             record.outcomes[name] = outcome
@@ -343,7 +349,19 @@ class InspectionRunner:
             ctx.warn(f"{name} not completed: {exc.reason}", item=name)
             log.warning("item_not_completed", inspection_no=record.inspection_no, item=name, reason=exc.reason)
         finally:
+            if watch is not None:
+                watch.cancel()
+            ctx.resume(aborted=record.abort_reason is not None)
             self._save(record)
+
+    async def _halt_on_broker_loss(self, ctx: InspectionContext) -> None:
+        """A brake test stops when the broker goes: the driver's prompts (brake now, release, drive
+        off) travel over it, and rollers must not turn under a driver who cannot see them."""
+        while self.lane.mqtt.connected:
+            await asyncio.sleep(BROKER_WATCH_S)
+        log.warning("brake_test_halted_broker_lost", inspection_no=ctx.inspection_no)
+        ctx.halt("the broker connection was lost: the driver could no longer see the lane's prompts, "
+                 "so the rollers were stopped")
 
     async def _wait_capture(self, ctx: InspectionContext) -> None:
         if self._capture_done.is_set():

@@ -78,14 +78,19 @@ class SimulatedDriver:
 
         worker = asyncio.create_task(follow())
         try:
-            async with aiomqtt.Client(host, port, identifier=f"sim-driver-{id(self)}") as client:
-                await client.subscribe(f"{lane_root}/event", qos=1)
-                async for message in client.messages:
-                    try:
-                        event = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-                    except ValueError:
-                        continue
-                    if event.get("type") == "prompt" and event.get("action"):
-                        prompts.put_nowait((event["action"], event.get("data") or {}))
+            while True:  # a lane's display comes back with the broker: so does this driver
+                try:
+                    async with aiomqtt.Client(host, port, identifier=f"sim-driver-{id(self)}") as client:
+                        await client.subscribe(f"{lane_root}/event", qos=1)
+                        async for message in client.messages:
+                            try:
+                                event = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                            except ValueError:
+                                continue
+                            if event.get("type") == "prompt" and event.get("action"):
+                                prompts.put_nowait((event["action"], event.get("data") or {}))
+                except aiomqtt.MqttError as exc:
+                    log.warning("sim_driver_broker_lost", error=str(exc))
+                    await asyncio.sleep(0.2)
         finally:
             worker.cancel()

@@ -92,6 +92,7 @@ class InspectionContext:
         self.daily_checks = daily_checks
         self.time_scale: float = float(getattr(settings, "time_scale", 1.0))
         self.current_step: str | None = None
+        self.halted: str | None = None
 
     # ----- devices -----------------------------------------------------------------
 
@@ -133,18 +134,36 @@ class InspectionContext:
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
 
+    def halt(self, reason: str) -> None:
+        """End the running item at its next wait with ProcedureError(`reason`): the lane lost
+        something the item cannot go on without (the broker during a brake test: the driver no
+        longer sees the prompts). The runner clears it when the item has ended."""
+        if self.halted is None:
+            self.halted = reason
+        self.abort.set()  # wakes every wait at once; check_abort() tells a halt from an abort
+
+    def resume(self, *, aborted: bool) -> None:
+        """After a halted item: the next item runs, unless the station `aborted` meanwhile."""
+        if self.halted is not None:
+            self.halted = None
+            if not aborted:
+                self.abort.clear()
+
     def check_abort(self) -> None:
+        if self.halted is not None:
+            raise ProcedureError(self.halted, step=self.current_step)
         if self.abort.is_set():
             raise InspectionAborted("inspection aborted")
 
     async def sleep(self, seconds: float, *, scaled: bool = True) -> None:
-        """Sleep (scaled), waking at once with InspectionAborted if the inspection is aborted."""
+        """Sleep (scaled), waking at once with InspectionAborted if the inspection is aborted
+        (ProcedureError if its item was halted)."""
         delay = self.scaled(seconds) if scaled else seconds
         try:
             await asyncio.wait_for(self.abort.wait(), delay)
         except TimeoutError:
             return
-        raise InspectionAborted("inspection aborted")
+        self.check_abort()
 
     async def wait_for(
         self,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from laned.broker import EmbeddedBroker
+from laned.broker import EmbeddedBroker, Mosquitto
 from laned.config import parse_config
 from laned.daemon import Lane
 from laned.results import verify
@@ -355,6 +356,45 @@ async def test_a_lost_link_mid_test_aborts_that_axle_stops_the_rollers_and_the_l
     # and the next inspection on the same lane works
     assert [(i["code"], i["verdict"]) for i in second["items"]] == [("B1", "pass"), ("BZ", "not_tested")]
     assert second["items"][0]["values"]["axle_brake_rate_pct"] == pytest.approx(63.9, abs=PCT)
+
+
+async def test_losing_the_broker_while_braking_stops_the_rollers_and_keeps_what_was_measured(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with lane_rig(tmp_path, mosquitto, "gasoline-car", "L3") as rig:
+        start = start_command("gasoline-car", "NOBROKER", request_id="s-nb", exterior=False, brake_axles=[1, 2])
+        await send_command(mosquitto.host, mosquitto.port, rig.root, "start", start)
+        await rig.station.wait_for(lambda m: m.topic.endswith("/event") and m.json().get("action") == "brake"
+                                   and m.json()["data"].get("axle") == 2, 60)
+        await asyncio.sleep(0.4)  # the driver is braking on axle 2, the rollers turn
+        await mosquitto.stop()
+        states = []
+        for _ in range(100):  # the lane stops them by itself, with no broker to tell anyone
+            states.append(rig.sim.state()["state"])
+            if states[-1] == "STOPPED":
+                break
+            await asyncio.sleep(0.05)
+        assert states[-1] == "STOPPED", states
+        for _ in range(100):
+            if rig.lane.runner.current is None:
+                break
+            await asyncio.sleep(0.05)
+        assert rig.lane.runner.current is None  # the inspection ended; its results wait in the outbox
+        assert rig.lane.mqtt.outbox.depth > 0
+        await mosquitto.start()
+        await asyncio.wait_for(rig.lane.mqtt.wait_connected(), 10)
+        for _ in range(100):
+            if rig.lane.mqtt.outbox.depth == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert rig.lane.mqtt.outbox.depth == 0  # and were published once it was back
+
+    record = json.loads((tmp_path / "L3" / "state" / "inspections" / "NOBROKER.done.json").read_text())
+    items = {i["code"]: i for i in record["outcomes"]["brake"]["items"]}
+    assert items["B1"]["verdict"] == "pass"  # measured before the broker went: kept
+    assert items["B2"]["verdict"] == "not_completed"
+    assert items["B2"]["reason"].startswith("axle 2: the broker connection was lost")
+    assert items["BZ"]["verdict"] == "not_completed"
 
 
 async def test_a_station_abort_while_braking_stops_the_rollers(tmp_path: Path, amqtt_broker: EmbeddedBroker) -> None:
