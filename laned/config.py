@@ -131,6 +131,12 @@ class LaneIdentity(_Strict):
     state_dir: Path = Field(Path("/var/lib/laned"), description="outbox, photos, daily checks")
     limits_dir: Path = Field(PROJECT_CONFIG_DIR / "limits")
     platforms_dir: Path = Field(PROJECT_CONFIG_DIR / "platforms")
+    outbox_max_messages: int = Field(
+        100_000,
+        ge=100,
+        description="messages the outbox holds before it refuses events and raises its alarm in …/status "
+        "(results and replies are kept beyond it: they are never dropped)",
+    )
     signing_key: SecretStr | None = Field(None, description="HMAC key for result signatures")
     signing_key_file: Path | None = None
 

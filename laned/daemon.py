@@ -42,7 +42,7 @@ class Lane:
         self.startup_grace_s = startup_grace_s
         self.status_interval_s = status_interval_s
         config.lane.state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(config.lane.state_dir / "outbox.sqlite3")
+        self.outbox = Outbox(config.lane.state_dir / "outbox.sqlite3", max_messages=config.lane.outbox_max_messages)
         self.drivers: dict[str, Driver] = {
             name: build_driver(name, device) for name, device in config.devices.items() if device.enabled
         }

@@ -75,6 +75,9 @@ class Outbox:
             (topic, payload, qos, int(retain), kind, time.time()),
         )
         self._depth += 1
+        if self._depth == self.max_messages:
+            log.error("outbox_over_limit", depth=self._depth, max_messages=self.max_messages, path=str(self.path),
+                      hint="the broker has not acknowledged messages for a long time: is it reachable?")
         seq = cursor.lastrowid
         assert seq is not None
         return seq

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,9 +140,44 @@ def test_a_broken_limits_table_or_platform_mapping_stops_the_lane_at_load_not_af
     shutil.copytree(ROOT / "config" / "platforms", platforms)
     (limits / "brakes.toml").write_text("[drag\n", encoding="utf-8")
     (platforms / "emissions.toml").unlink()
-    text = GOOD.replace('state_dir = "state"', 'state_dir = "state"\nlimits_dir = "limits"\nplatforms_dir = "platforms"')
+    folders = 'state_dir = "state"\nlimits_dir = "limits"\nplatforms_dir = "platforms"'
+    text = GOOD.replace('state_dir = "state"', folders)
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text), environ={})
     limits_problem, platform_problem = err.value.problems
     assert limits_problem.startswith(f"lane.limits_dir: {limits / 'brakes.toml'}: not valid TOML")
     assert platform_problem.startswith(f"lane.platforms_dir: {platforms / 'emissions.toml'}")
+
+
+def _option_names(model: Any, prefix: str = "") -> set[tuple[str, str]]:
+    """(where, name) of every option a lane config can set, through nested tables and the device kinds."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    found: set[tuple[str, str]] = set()
+    for name, field in model.model_fields.items():
+        found.add((prefix, name))
+        candidates = [field.annotation, *get_args(field.annotation)]
+        for arg in list(candidates):
+            candidates += list(get_args(arg))
+        for candidate in candidates:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found |= _option_names(candidate, f"{prefix}{name}.")
+    return found
+
+
+def test_the_example_config_lists_every_option() -> None:
+    """config/lane.example.toml is where a technician looks up an option: each one is there,
+    set or commented out with its default."""
+    import re
+
+    from laned.config import LaneConfig
+
+    text = (ROOT / "config" / "lane.example.toml").read_text(encoding="utf-8")
+    missing = sorted(
+        f"{where}{name}" for where, name in _option_names(LaneConfig)
+        if not re.search(rf"(^|[\s{{,#]){re.escape(name)}\s*=", text, re.MULTILINE)
+        and f"[{where}{name}" not in text  # a table: its header
+    )
+    assert missing == []
