@@ -80,11 +80,26 @@ class Lane:
             "version": __version__,
             "started_at": self.started_at,
             "lane_time": time.time(),
-            "devices": {name: driver.health.as_dict() for name, driver in self.drivers.items()},
+            "devices": {
+                name: {**driver.health.as_dict(), "kind": driver.kind, "port": driver.port}
+                for name, driver in self.drivers.items()
+            },
             "inspection": self.inspection,
             "outbox": self.outbox.stats(),
+            "daily_checks": self._daily_checks_status(),
             **self.status_extra,
         }
+
+    def _daily_checks_status(self) -> dict[str, Any] | None:
+        checks = self.runner.daily_checks
+        if checks is None or not any(d.kind == "gas_analyzer" for d in self.drivers.values()):
+            return None
+        try:
+            status: dict[str, Any] = checks.status()
+        except Exception as exc:  # an unreadable file must not take the status with it
+            self.log.warning("daily_checks_unreadable", error=str(exc))
+            return None
+        return status
 
     def publish_status(self) -> None:
         if self.online:

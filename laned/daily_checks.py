@@ -185,6 +185,12 @@ class DailyChecks:
                            f"({state}); {HOW_TO_RUN}")
         return reasons
 
+    def status(self) -> dict[str, Any]:
+        """The daily checks as `…/status` shows them (protocols.status.DailyChecksStatus)."""
+        due = [check for check in REQUIRED_TODAY if not self.passed_today(check)]
+        return {"two_speed_idle_ready": not due and not self.running, "running": self.running, "due_today": due,
+                **self.summary()}
+
     def summary(self) -> dict[str, Any]:
         """The last leak check, zero and HC residue (passed, when) for a result's device block."""
         out: dict[str, Any] = {}
@@ -319,6 +325,7 @@ async def run_daily_checks(lane: Lane, daily_checks: DailyChecks, checks: Iterab
         announce("step_finished", "daily_check", _summary_text(results),
                  results={c: {"passed": r.get("passed"), "at": r.get("at")} for c, r in results.items()},
                  missing=daily_checks.missing_reasons())
+        lane.publish_status()  # …/status shows whether two-speed idle tests may start now
     return results
 
 

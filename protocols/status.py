@@ -51,6 +51,32 @@ class DeviceHealthModel(_Strict):
     )
 
 
+class DeviceStatus(DeviceHealthModel):
+    """One device in `…/status`: its health, and which device on which line it is."""
+
+    kind: Literal["gas_analyzer", "opacimeter", "brake_tester"] = Field(description="what the device is")
+    port: str = Field(description="where the lane reaches it: a serial port path, or host:port for Modbus TCP")
+
+
+class LastCheck(_Strict):
+    passed: bool | None = Field(description="whether the check passed")
+    at: str | None = Field(description="lane clock, ISO 8601 with offset: when it ran")
+
+
+class DailyChecksStatus(_Strict):
+    """The gas analyzer's daily checks (`laned.daily_checks.DailyChecks.status()`)."""
+
+    two_speed_idle_ready: bool = Field(
+        description="true when a two-speed idle test may start: the leak check and zero passed today (lane PC's "
+        "local date) and no daily check is running"
+    )
+    running: bool = Field(description="the daily checks are running now")
+    due_today: list[str] = Field(description="required checks not passed today: leak_check, zero")
+    last_leak_check: LastCheck | None = Field(description="the latest leak check, or null if never run")
+    last_zero: LastCheck | None = Field(description="the latest zero, or null if never run")
+    last_hc_residue: LastCheck | None = Field(description="the latest HC residue check, or null if never run")
+
+
 class InspectionStatus(_Strict):
     """The inspection in progress (`laned.record.InspectionRecord.status()`)."""
 
@@ -88,8 +114,11 @@ class LaneStatus(_Strict):
     version: str = Field(description="the laned version running the lane")
     started_at: float = Field(description="lane clock, Unix time (s): when this daemon process started")
     lane_time: float = Field(description="lane clock, Unix time (s): when this document was made")
-    devices: dict[str, DeviceHealthModel] = Field(
+    devices: dict[str, DeviceStatus] = Field(
         description="every enabled device by its configured name (e.g. gas-analyzer); empty on a lane without"
     )
     inspection: InspectionStatus | None = Field(description="the inspection in progress, or null when idle")
     outbox: OutboxStatus
+    daily_checks: DailyChecksStatus | None = Field(
+        None, description="the gas analyzer's daily checks; null on a lane without a gas analyzer"
+    )

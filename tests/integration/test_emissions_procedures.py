@@ -40,6 +40,7 @@ from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
 from simulators.opacimeter import OpacimeterSimulator, load_meter_settings
 from tests.e2e_helpers import send_command, start_command
 from tests.helpers import Recorder, lane_config_dict, subscriber
+from tests.integration.test_messages_match_schemas import schema_errors
 
 pytestmark = pytest.mark.integration
 
@@ -167,13 +168,17 @@ class Done:
 
 async def refused_then_daily_check_then_pass(rig: Rig) -> Done:
     """No daily checks yet: the start is refused; the station runs them on MQTT; the start goes through."""
+    before = [m.json() for m in rig.station.on("/status")][-1]
     refused = await rig.command("start", start(rig, "G1A", "two_speed_idle"))
     accepted = await rig.command("daily-check", {"schema": "lane-cmd-daily-check/1", "request_id": "daily-1"})
     finished = await rig.station.wait_for(
         lambda m: m.topic.endswith("/event") and m.json()["type"] == "step_finished"
         and m.json()["step"] == "daily_check", 30)
+    after = await rig.station.wait_for(
+        lambda m: m.topic.endswith("/status") and (m.json().get("daily_checks") or {}).get("two_speed_idle_ready"), 10)
     result = await inspect(rig, "G1B", "two_speed_idle")
-    return Done(result, rig.events(), {"refused": refused, "daily_reply": accepted, "daily_done": finished.json()})
+    return Done(result, rig.events(), {"refused": refused, "daily_reply": accepted, "daily_done": finished.json(),
+                                       "status_before": before, "status_after": after.json()})
 
 
 async def analyzer_drops_out(rig: Rig) -> Done:
@@ -273,6 +278,20 @@ def test_a_start_without_todays_leak_check_and_zero_is_refused_with_how_to_run_t
     assert "leak check has not passed today (never run on this lane)" in leak
     assert "zero has not passed today" in zero
     assert all("laned daily-check --config" in r and "…/cmd/daily-check" in r for r in refused["reasons"])
+
+
+def test_the_status_shows_whether_two_speed_idle_may_start_before_and_after_the_daily_checks(
+    fleet: dict[str, Done]
+) -> None:
+    before, after = fleet["gasoline-car"].extra["status_before"], fleet["gasoline-car"].extra["status_after"]
+    assert before["daily_checks"]["two_speed_idle_ready"] is False
+    assert before["daily_checks"]["due_today"] == ["leak_check", "zero"]
+    assert before["daily_checks"]["last_leak_check"] is None  # never run on this lane
+    assert after["daily_checks"]["due_today"] == []
+    assert after["daily_checks"]["last_zero"]["passed"] is True
+    analyzer = after["devices"]["gas-analyzer"]
+    assert analyzer["kind"] == "gas_analyzer" and analyzer["port"].endswith("-gas-analyzer")
+    assert schema_errors(before) == [] and schema_errors(after) == []
 
 
 def test_the_daily_check_command_runs_leak_check_zero_and_hc_residue_with_prompts(fleet: dict[str, Done]) -> None:
