@@ -214,6 +214,9 @@ def test_imbalanced_front_fails_imbalance_on_the_front_axle(fleet: dict[str, Ins
     point = b1["values"]["max_difference_point"]
     assert point["left_force_dan"] - point["right_force_dan"] == pytest.approx(b1["values"]["max_difference_dan"])
     assert point["index"] <= b1["process_data"]["window_end_index"]
+    # whole vehicle (2900 + 2450 + 1500 + 1450) / 13680 = 60.7 % ≥ 60 %: only the imbalance fails
+    assert done.item("BZ")["verdict"] == "pass" and done.item("B0")["verdict"] == "pass"
+    assert done.item("BZ")["values"]["brake_rate_pct"] == pytest.approx(60.7, abs=PCT)
 
 
 def test_diesel_truck_three_axles_and_two_parking_axles_pass(fleet: dict[str, Inspected]) -> None:
@@ -252,6 +255,9 @@ def test_excessive_drag_fails_the_left_drag_rate(fleet: dict[str, Inspected]) ->
     assert b1["verdict"] == "fail" and done.item("B2")["verdict"] == "pass"
     failed = [c["item"] for c in b1["checks"] if c["pass"] is False]
     assert failed == ["drag_rate_left"]
+    # (2750 + 2600 + 1500 + 1450) / 13680 = 60.7 %: the whole vehicle and parking brake pass
+    assert done.item("BZ")["verdict"] == "pass" and done.item("B0")["verdict"] == "pass"
+    assert done.item("BZ")["values"]["brake_rate_pct"] == pytest.approx(60.7, abs=PCT)
     # 520 N on a 4200 N wheel: 12.4 % > 10 %; the drag is the mean of the second before the prompt
     assert b1["values"]["left_drag_force_dan"] == 52.0
     assert b1["values"]["left_drag_rate_pct"] == pytest.approx(12.4, abs=PCT)
