@@ -103,3 +103,25 @@ def lane_config_dict(
 
 def laned_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "laned.cli", *args]
+
+
+def write_lane_toml(path: Path, *, state_dir: Path, host: str, port: int, devices: str = "") -> Path:
+    """A lane config file as a technician writes one, for a daemon run as `laned run --config`:
+    short keepalive and reconnect pauses so tests see a lost broker quickly; `devices` is TOML."""
+    path.write_text(
+        f"""
+[lane]
+station = "370100"
+lane = "T1"
+state_dir = "{state_dir}"
+
+[mqtt]
+host = "{host}"
+port = {port}
+keepalive_s = 5
+reconnect_initial_s = 0.1
+reconnect_max_s = 0.3
+{devices}""",
+        encoding="utf-8",
+    )
+    return path

@@ -12,7 +12,7 @@ import pytest
 
 from laned.config import parse_config
 from laned.daemon import Lane
-from tests.helpers import ROOT, lane_config_dict, laned_command, subscriber
+from tests.helpers import ROOT, lane_config_dict, laned_command, subscriber, write_lane_toml
 
 pytestmark = pytest.mark.integration
 ROOT_TOPIC = "laned/v1/370100/T1"
@@ -35,27 +35,8 @@ async def test_status_is_retained_online_then_offline_on_a_clean_stop(tmp_path: 
         assert message.retain and message.json()["state"] == "offline"
 
 
-def _write_config(tmp_path: Path, broker: Any) -> Path:
-    path = tmp_path / "lane.toml"
-    path.write_text(
-        f"""
-[lane]
-station = "370100"
-lane = "T1"
-state_dir = "{tmp_path / 'state'}"
-
-[mqtt]
-host = "{broker.host}"
-port = {broker.port}
-keepalive_s = 5
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 async def test_a_killed_daemon_is_shown_offline_by_its_will(tmp_path: Path, broker: Any) -> None:
-    config = _write_config(tmp_path, broker)
+    config = write_lane_toml(tmp_path / "lane.toml", state_dir=tmp_path / "state", host=broker.host, port=broker.port)
     async with subscriber(broker.host, broker.port, f"{ROOT_TOPIC}/status") as station:
         process = subprocess.Popen(laned_command("run", "--config", str(config)), cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -71,7 +52,7 @@ async def test_a_killed_daemon_is_shown_offline_by_its_will(tmp_path: Path, brok
 
 
 async def test_sigterm_stops_the_daemon_cleanly_with_exit_code_zero(tmp_path: Path, broker: Any) -> None:
-    config = _write_config(tmp_path, broker)
+    config = write_lane_toml(tmp_path / "lane.toml", state_dir=tmp_path / "state", host=broker.host, port=broker.port)
     async with subscriber(broker.host, broker.port, f"{ROOT_TOPIC}/status") as station:
         process = subprocess.Popen(laned_command("run", "--config", str(config), "--log-format", "json"), cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -27,7 +27,7 @@ from laned.broker import Mosquitto, free_port
 from laned.config import parse_config
 from laned.daemon import Lane
 from laned.outbox import Outbox
-from tests.helpers import ROOT, lane_config_dict, laned_command, subscriber
+from tests.helpers import ROOT, lane_config_dict, laned_command, subscriber, write_lane_toml
 
 pytestmark = pytest.mark.integration
 ROOT_TOPIC = "laned/v1/370100/T1"
@@ -208,31 +208,11 @@ asyncio.run(main())
 """
 
 
-def write_config(path: Path, state_dir: Path, port: int) -> Path:
-    path.write_text(
-        f"""
-[lane]
-station = "370100"
-lane = "T1"
-state_dir = "{state_dir}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-keepalive_s = 5
-reconnect_initial_s = 0.1
-reconnect_max_s = 0.3
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 async def test_results_pending_in_a_killed_daemon_are_published_after_restart(tmp_path: Path, broker: Any) -> None:
     total = 40
     state_dir = tmp_path / "state"
     # first life: the broker it is configured for is not there; results pile up in the outbox
-    unreachable = write_config(tmp_path / "first.toml", state_dir, free_port())
+    unreachable = write_lane_toml(tmp_path / "first.toml", state_dir=state_dir, host="127.0.0.1", port=free_port())
     first = subprocess.Popen([sys.executable, "-c", ENQUEUE_AND_WAIT, str(unreachable), str(total)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -245,7 +225,7 @@ async def test_results_pending_in_a_killed_daemon_are_published_after_restart(tm
     assert first.returncode == -signal.SIGKILL
 
     # second life: the real `laned run`, same state directory, a broker it can reach
-    reachable = write_config(tmp_path / "second.toml", state_dir, broker.port)
+    reachable = write_lane_toml(tmp_path / "second.toml", state_dir=state_dir, host="127.0.0.1", port=broker.port)
     async with subscriber(broker.host, broker.port, f"{ROOT_TOPIC}/result/#") as receiver:
         second = subprocess.Popen(laned_command("run", "--config", str(reachable), "--log-format", "json"),
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from laned.broker import EmbeddedBroker, free_port
-from tests.helpers import ROOT, laned_command, subscriber
+from tests.helpers import ROOT, laned_command, subscriber, write_lane_toml
 
 pytestmark = pytest.mark.integration
 ROOT_TOPIC = "laned/v1/370100/T1"
@@ -76,27 +76,6 @@ async def fake_systemd() -> AsyncIterator[FakeSystemd]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_config(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "lane.toml"
-    path.write_text(
-        f"""
-[lane]
-station = "370100"
-lane = "T1"
-state_dir = "{tmp_path / 'state'}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-keepalive_s = 5
-reconnect_initial_s = 0.1
-reconnect_max_s = 0.3
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 def count(datagrams: list[bytes], wanted: bytes) -> int:
     return sum(1 for d in datagrams if d == wanted)
 
@@ -113,7 +92,7 @@ def statuses(datagrams: list[bytes]) -> list[str]:
 
 async def test_systemd_is_told_ready_only_once_online_fed_the_watchdog_and_told_stopping(tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(tmp_path, port)
+    config = write_lane_toml(tmp_path / "lane.toml", state_dir=tmp_path / "state", host="127.0.0.1", port=port)
     async with fake_systemd() as systemd:
         env = {**os.environ, "NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "1000000"}
         env.pop("WATCHDOG_PID", None)
@@ -160,7 +139,8 @@ async def test_systemd_is_told_ready_only_once_online_fed_the_watchdog_and_told_
 async def test_without_notify_socket_the_daemon_runs_and_stops_as_before(tmp_path: Path) -> None:
     """No NOTIFY_SOCKET (a terminal, another supervisor): nothing about systemd is attempted or logged."""
     async with EmbeddedBroker() as broker:
-        config = write_config(tmp_path, broker.port)
+        config = write_lane_toml(tmp_path / "lane.toml", state_dir=tmp_path / "state", host="127.0.0.1",
+                                 port=broker.port)
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         async with subscriber(broker.host, broker.port, f"{ROOT_TOPIC}/status") as station:
             process = subprocess.Popen(

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
-from tests.helpers import ROOT, laned_command, subscriber
+from tests.helpers import ROOT, laned_command, subscriber, write_lane_toml
 
 pytestmark = pytest.mark.integration
 UNIT = ROOT / "systemd" / "laned@.service"
@@ -161,24 +161,10 @@ async def analyzer(tmp_path: Path) -> AsyncIterator[GasAnalyzerSimulator]:
 async def test_the_daemon_runs_with_memory_deny_write_execute(
     tmp_path: Path, amqtt_broker: Any, analyzer: GasAnalyzerSimulator
 ) -> None:
-    config = tmp_path / "lane1.toml"
-    config.write_text(
-        f"""
-[lane]
-station = "370100"
-lane = "T1"
-state_dir = "{tmp_path / 'state'}"
-
-[mqtt]
-host = "{amqtt_broker.host}"
-port = {amqtt_broker.port}
-
-[devices.gas-analyzer]
-kind = "gas_analyzer"
-transport = {{ type = "serial", port = "{analyzer.pty.link}" }}
-""",
-        encoding="utf-8",
-    )
+    port = analyzer.pty.link
+    devices = f'[devices.gas-analyzer]\nkind = "gas_analyzer"\ntransport = {{ type = "serial", port = "{port}" }}'
+    config = write_lane_toml(tmp_path / "lane1.toml", state_dir=tmp_path / "state", host=amqtt_broker.host,
+                             port=amqtt_broker.port, devices=devices)
     probe = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", MDWE_ON], capture_output=True, timeout=60)
     if probe.returncode == 77:
         pytest.skip("the kernel has no PR_SET_MDWE (Linux < 6.3)")
