@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
-from typing import Literal
+from typing import Any, Literal
 
 Number = float | int | Decimal | str
 Comparison = Literal[">=", "<=", "<", "within"]
@@ -126,3 +126,13 @@ class Check:
     def passed(self) -> bool:
         """True unless the check failed (a not-judged item does not fail)."""
         return self.outcome != "fail"
+
+
+def check_dict(c: Check) -> dict[str, Any]:
+    """A check as the results carry it (JSON): `pass` is null where the item was not judged."""
+    limit = list(c.limit) if isinstance(c.limit, tuple) else c.limit
+    return {
+        "item": c.item, "value": c.value, "unit": c.unit, "comparison": c.comparison, "limit": limit,
+        "pass": None if c.outcome == "not_judged" else c.outcome == "pass", "outcome": c.outcome,
+        "clause": c.clause, "certainty": c.certainty, "source": c.source, "basis": c.basis, "note": c.note,
+    }

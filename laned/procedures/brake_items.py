@@ -46,7 +46,7 @@ from laned.judging.brakes import (
     parking_limit,
 )
 from laned.judging.limits import Limits, select_brake_row
-from laned.judging.rounding import Check, dan_from_n, kg_from_n, mean, round_half_away, to_decimal
+from laned.judging.rounding import Check, check_dict, dan_from_n, kg_from_n, mean, round_half_away, to_decimal
 from protocols.messages import StartCommand
 
 RunKind = Literal["service", "parking", "weigh"]
@@ -204,15 +204,6 @@ def curve_dan(forces_n: Sequence[float]) -> list[float | int]:
         d = dan_from_n(value)
         out.append(int(d) if d.is_integer() else d)
     return out
-
-
-def check_dict(c: Check) -> dict[str, Any]:
-    limit = list(c.limit) if isinstance(c.limit, tuple) else c.limit
-    return {
-        "item": c.item, "value": c.value, "unit": c.unit, "comparison": c.comparison, "limit": limit,
-        "pass": None if c.outcome == "not_judged" else c.outcome == "pass", "outcome": c.outcome,
-        "clause": c.clause, "certainty": c.certainty, "source": c.source, "basis": c.basis, "note": c.note,
-    }
 
 
 def limits_dict(checks: Sequence[Check]) -> dict[str, Any]:

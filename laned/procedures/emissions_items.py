@@ -53,7 +53,7 @@ from laned.judging.emissions import (
     opacity_pct_from_k,
 )
 from laned.judging.limits import CitedBand, CitedValue
-from laned.judging.rounding import Check, round_half_away
+from laned.judging.rounding import Check, check_dict, round_half_away
 
 ItemVerdict = Literal["pass", "fail", "void", "not_tested", "not_completed"]
 M = TypeVar("M", bound=BaseModel)
@@ -316,15 +316,6 @@ def bucket_rows(samples: Sequence[Sample], window_s: float) -> list[tuple[float,
 
 
 # ----- checks and limits as JSON ----------------------------------------------------------------
-
-
-def check_dict(c: Check) -> dict[str, Any]:
-    limit = list(c.limit) if isinstance(c.limit, tuple) else c.limit
-    return {
-        "item": c.item, "value": c.value, "unit": c.unit, "comparison": c.comparison, "limit": limit,
-        "pass": None if c.outcome == "not_judged" else c.outcome == "pass", "outcome": c.outcome,
-        "clause": c.clause, "certainty": c.certainty, "source": c.source, "basis": c.basis, "note": c.note,
-    }
 
 
 def cited(limit: CitedValue | CitedBand) -> dict[str, Any]:

@@ -51,12 +51,11 @@ from laned.judging.emissions import (
     phase_means,
 )
 from laned.judging.limits import CitedBand, LimitsError, TwoSpeedIdleLimits
-from laned.judging.rounding import Check
+from laned.judging.rounding import Check, check_dict
 from laned.procedures import InspectionContext, ItemOutcome, ProcedureError, utc_now
 from laned.procedures.emissions_items import (
     ReadingFeed,
     cancelling,
-    check_dict,
     dropout_reason,
     env_fields,
     gas_row,
