@@ -1,14 +1,22 @@
-"""Building blocks of end-to-end tests: a station that sends commands, vehicles as start commands."""
+"""Building blocks of end-to-end tests: a station that sends commands, vehicles as start commands,
+a lane with a simulated driver."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from laned.daemon import Lane
+from simulators.driver import SimulatedDriver
 from simulators.vehicle import load_vehicle_file
+from tests.helpers import Recorder, subscriber
 
 
 def start_command(
@@ -49,3 +57,32 @@ async def send_command(host: str, port: int, lane_root: str, name: str, document
     payload = document if isinstance(document, bytes) else json.dumps(document, ensure_ascii=False).encode()
     async with aiomqtt.Client(host, port, identifier=f"test-station-cmd-{uuid.uuid4().hex[:6]}") as client:
         await client.publish(f"{lane_root}/cmd/{name}", payload, qos=1)
+
+
+@contextlib.asynccontextmanager
+async def lane_with_driver(
+    lane: Lane, broker: Any, device: str, control: Path
+) -> AsyncIterator[tuple[asyncio.Task[None], Recorder]]:
+    """Run `lane` with a simulated driver who follows its prompts on `device` (through the
+    simulator's control socket), and a station recording everything under the lane's root.
+
+    One MQTT client after the other: amqtt 0.12 loses a client that connects while another
+    subscribes ("dictionary changed size during iteration" in _handle_client_session)."""
+    lane_task = asyncio.create_task(lane.run())
+    person = SimulatedDriver({device: control})
+    person_task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(lane.mqtt.wait_connected(), 10)  # connected and subscribed
+        person_task = asyncio.create_task(person.run(broker.host, broker.port, lane.topics.root))
+        await asyncio.sleep(0.3)  # the simulated driver connects and subscribes to …/event
+        await lane.drivers[device].wait_connected(10)
+        async with subscriber(broker.host, broker.port, f"{lane.topics.root}/#") as station:
+            yield lane_task, station
+    finally:
+        if person_task is not None:
+            person_task.cancel()
+        lane.request_stop()
+        await asyncio.wait_for(lane_task, 15)
+        if person_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await person_task

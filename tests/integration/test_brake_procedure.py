@@ -30,9 +30,8 @@ from laned.config import parse_config
 from laned.daemon import Lane
 from laned.results import verify
 from simulators.brake_tester import BrakeTesterSimulator
-from simulators.driver import SimulatedDriver
-from tests.e2e_helpers import send_command, start_command
-from tests.helpers import Recorder, lane_config_dict, subscriber
+from tests.e2e_helpers import lane_with_driver, send_command, start_command
+from tests.helpers import Recorder, lane_config_dict
 
 pytestmark = pytest.mark.integration
 
@@ -70,26 +69,8 @@ async def lane_rig(tmp_path: Path, broker: EmbeddedBroker, vehicle: str, lane_id
         data["lane"] |= {"lane": lane_id, "signing_key": KEY}
         data["inspection"] = {"time_scale": TIME_SCALE}
         lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=5)
-        # One MQTT client after the other: amqtt 0.12 loses a client that connects while another
-        # subscribes ("dictionary changed size during iteration" in _handle_client_session).
-        lane_task = asyncio.create_task(lane.run())
-        person = SimulatedDriver({"brake-tester": control})
-        person_task: asyncio.Task[None] | None = None
-        try:
-            await asyncio.wait_for(lane.mqtt.wait_connected(), 10)  # connected and subscribed
-            person_task = asyncio.create_task(person.run(broker.host, broker.port, lane.topics.root))
-            await asyncio.sleep(0.3)  # the simulated driver connects and subscribes to …/event
-            await lane.drivers["brake-tester"].wait_connected(10)
-            async with subscriber(broker.host, broker.port, f"{lane.topics.root}/#") as station:
-                yield Rig(vehicle, lane, sim, station)
-        finally:
-            if person_task is not None:
-                person_task.cancel()
-            lane.request_stop()
-            await asyncio.wait_for(lane_task, 15)
-            if person_task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await person_task
+        async with lane_with_driver(lane, broker, "brake-tester", control) as (_, station):
+            yield Rig(vehicle, lane, sim, station)
 
 
 async def inspect(rig: Rig, inspection_no: str, **items: Any) -> dict[str, Any]:

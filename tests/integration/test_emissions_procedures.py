@@ -35,11 +35,10 @@ from laned.procedures.free_acceleration import FreeAccelerationSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
 from laned.results import verify
 from simulators.control import ControlServer, send_control
-from simulators.driver import SimulatedDriver
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
 from simulators.opacimeter import OpacimeterSimulator, load_meter_settings
-from tests.e2e_helpers import send_command, start_command
-from tests.helpers import Recorder, lane_config_dict, subscriber
+from tests.e2e_helpers import lane_with_driver, send_command, start_command
+from tests.helpers import Recorder, lane_config_dict
 from tests.integration.test_messages_match_schemas import schema_errors
 
 pytestmark = pytest.mark.integration
@@ -118,25 +117,8 @@ async def lane_rig(tmp_path: Path, broker: EmbeddedBroker, vehicle: str, lane_id
             checks.record("leak_check", True, {"device": device, "by": "test"})
             checks.record("zero", True, {"device": device, "by": "test"})
         lane = Lane(config, startup_grace_s=5)
-        # One MQTT client after the other: amqtt 0.12 loses a client that connects while another subscribes.
-        lane_task = asyncio.create_task(lane.run())
-        person = SimulatedDriver({device: control})
-        person_task: asyncio.Task[None] | None = None
-        try:
-            await asyncio.wait_for(lane.mqtt.wait_connected(), 10)
-            person_task = asyncio.create_task(person.run(broker.host, broker.port, lane.topics.root))
-            await asyncio.sleep(0.3)
-            await lane.drivers[device].wait_connected(10)
-            async with subscriber(broker.host, broker.port, f"{lane.topics.root}/#") as station:
-                yield Rig(vehicle, lane, station, control, sim, broker, lane_task)
-        finally:
-            if person_task is not None:
-                person_task.cancel()
-            lane.request_stop()
-            await asyncio.wait_for(lane_task, 15)
-            if person_task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await person_task
+        async with lane_with_driver(lane, broker, device, control) as (lane_task, station):
+            yield Rig(vehicle, lane, station, control, sim, broker, lane_task)
 
 
 def start(rig: Rig, inspection_no: str, method: str, **extra: Any) -> dict[str, Any]:
