@@ -87,6 +87,9 @@ class SerialLink:
         self.settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": PARITIES[parity], "stopbits": stopbits}
         self._transport: asyncio.Transport | None = None
         self._rx: _Receiver | None = None
+        #: why the port was last lost, kept after close() so that a request racing the driver's
+        #: reconnect still says "lost" rather than "not open"
+        self._lost: str | None = None
         self.frame_errors = 0
         self.bytes_out = 0
         self.bytes_in = 0
@@ -99,10 +102,12 @@ class SerialLink:
             )
         except (serial.SerialException, OSError) as exc:
             raise DeviceUnavailable(self.device, f"cannot open serial port: {exc}", port=self.port) from None
-        self._transport, self._rx = transport, protocol
+        self._transport, self._rx, self._lost = transport, protocol, None
 
     async def close(self) -> None:
         transport, self._transport = self._transport, None
+        if self._rx is not None and self._rx.lost is not None:
+            self._lost = str(self._rx.lost)
         if transport is not None:
             transport.close()
             if self._rx is not None:
@@ -117,7 +122,8 @@ class SerialLink:
 
     def _check_open(self) -> _Receiver:
         if self._transport is None or self._rx is None:
-            raise DeviceUnavailable(self.device, "serial port not open", port=self.port)
+            why = f"serial port lost: {self._lost}" if self._lost else "serial port not open"
+            raise DeviceUnavailable(self.device, why, port=self.port)
         if self._rx.lost is not None:
             raise DeviceUnavailable(self.device, f"serial port lost: {self._rx.lost}", port=self.port)
         return self._rx

@@ -6,8 +6,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from laned.broker import EmbeddedBroker, Mosquitto, mosquitto_path
+
+# Tests assert behaviour, not speed: on a loaded machine (CI, the suite's two workers) neither
+# an example's run time nor how fast examples are generated may fail a test.
+settings.register_profile("laned", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("laned")
 
 BROKER_KINDS = ["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)]
 

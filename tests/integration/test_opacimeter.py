@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from drivers.base import Backoff, DeviceHealth, HealthState
-from drivers.errors import DeviceRefused
+from drivers.errors import DeviceRefused, DeviceUnavailable
 from drivers.opacimeter import OpacimeterDriver
 from drivers.serial_link import SerialLink
 from protocols import opacimeter as op
@@ -122,6 +122,22 @@ async def test_meter_answers_bad_checksum_with_02_and_unknown_command_with_01(li
             assert await raw.request(H("a7 59"), RawBytes(2), 0.3, expected="ack") == H("a7 59")
         finally:
             await raw.close()
+
+
+async def test_a_lost_port_is_reported_as_lost_even_after_the_driver_closed_it(link: Path) -> None:
+    # a procedure's request can race the driver's reconnect: it must still read "lost", which
+    # is what a technician looks for in the item's reason, not "not open"
+    raw = SerialLink("test", str(link), baudrate=9600)
+    async with OpacimeterSimulator(link, settings=quick(warmup_s=0)):
+        await raw.open()
+        assert await raw.request(H("a7 59"), RawBytes(2), 0.3, expected="ack") == H("a7 59")
+    with pytest.raises(DeviceUnavailable, match="serial port lost"):
+        await raw.request(H("a7 59"), RawBytes(2), 1.0, expected="ack")
+    await raw.close()
+    with pytest.raises(DeviceUnavailable, match="serial port lost"):
+        await raw.request(H("a7 59"), RawBytes(2), 0.3, expected="ack")
+    with pytest.raises(DeviceUnavailable, match="serial port not open"):
+        await SerialLink("test", str(link), baudrate=9600).request(H("a7 59"), RawBytes(2), 0.3, expected="ack")
 
 
 async def test_during_a_zero_status_says_2_everything_else_is_busy_and_the_reply_comes_when_done(
