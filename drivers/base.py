@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from abc import ABC, abstractmethod
@@ -91,12 +92,26 @@ class Broadcast(Generic[R]):
 
     def __init__(self, maxsize: int = 1000) -> None:
         self._queues: set[asyncio.Queue[R]] = set()
+        self._listeners: list[Callable[[R], None]] = []
         self._maxsize = maxsize
         self.latest: R | None = None
         self.dropped = 0
 
+    def listen(self, callback: Callable[[R], None]) -> Callable[[], None]:
+        """Call `callback(reading)` at once for every reading, in the driver's turn; returns what
+        ends it. For cheap, non-blocking work only (a live message): no task, no queue, no wake-up
+        of another task per reading (docs/performance.md). A callback that raises is logged and
+        kept; the driver never sees the error."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
     def publish(self, item: R) -> None:
         self.latest = item
+        for callback in self._listeners:
+            try:
+                callback(item)
+            except Exception:
+                log.exception("reading_listener_failed", listener=getattr(callback, "__qualname__", repr(callback)))
         for queue in self._queues:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -120,6 +135,17 @@ class Broadcast(Generic[R]):
 
 
 HealthListener = Callable[[str, DeviceHealth], None]
+
+
+def next_slot(now: float, interval_s: float) -> float:
+    """The next multiple of `interval_s` on the monotonic clock after `now`.
+
+    Every driver polls on this grid, so devices whose rates divide each other wake the loop
+    together (10, 20 and 50 Hz polls share every 100 ms tick): each wake-up of an idle process
+    costs more than the work a reading needs (docs/performance.md). A poll that overruns its
+    slot waits for the next one rather than catching up in a burst."""
+    slot = (math.floor(now / interval_s) + 1) * interval_s
+    return slot if slot > now else slot + interval_s
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -291,7 +317,6 @@ class Driver(ABC):
         self._set_state(HealthState.STOPPED)
 
     async def _poll_loop(self) -> None:
-        next_at = time.monotonic()
         while not self._stopping.is_set():
             try:
                 await self._poll()
@@ -303,10 +328,7 @@ class Driver(ABC):
                 pass
             if self.health.state == HealthState.DISCONNECTED:
                 raise DeviceUnavailable(self.name, self.health.last_error or "link lost", port=self.port)
-            next_at += self.poll_interval_s
-            if next_at < time.monotonic():
-                next_at = time.monotonic()  # fell behind: do not try to catch up in a burst
-            await self._pause_until(next_at)
+            await self._pause_until(next_slot(time.monotonic(), self.poll_interval_s))
 
     async def _pause_until(self, when: float) -> None:
         """Sleep until monotonic time `when` between polls, woken at once by `stop()`. One future and

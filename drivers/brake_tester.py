@@ -51,6 +51,9 @@ SETTING_NAMES = {p.name: p.address for p in bt.HOLDING_REGISTERS}
 #: RTU) must not be taken for the answer to the next request
 RTU_QUIET_S = 0.2
 TARE_LIMIT_S = 1.0  # the manual: under 500 ms; twice that before giving up
+#: a driver following the curve for live messages reads the ring at most this often (a poll rate
+#: above 10 Hz adds snapshots, not ring reads: the bus and the CPU stay as at 10 Hz)
+FOLLOW_INTERVAL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class BrakeTesterDriver(Driver):
         stale_after_s: float = 1.0,
         backoff: Backoff | None = None,
         errors_to_disconnect: int = 3,
+        follow_curve: bool = False,
     ) -> None:
         super().__init__(name, port=link.where, poll_interval_s=1.0 / poll_hz, backoff=backoff,
                          errors_to_disconnect=errors_to_disconnect)
@@ -119,12 +123,20 @@ class BrakeTesterDriver(Driver):
         self._index_since = 0.0
         self._line_free = asyncio.Event()  # cleared while an emergency stop waits for the line
         self._line_free.set()
+        #: follow the curve ring at the poll rate: each poll publishes a FollowedSnapshot with the
+        #: samples made since the last one (one ring read and one snapshot per poll, not a
+        #: snapshot per sample); paused while a recording (record_curve) reads the ring itself
+        self.follow_curve = follow_curve
+        self._follow: bt.CurveCursor | None = None
+        self._followed_at = 0.0
+        self._recordings = 0
 
     @classmethod
     def from_config(cls, name: str, config: Any, **kwargs: Any) -> BrakeTesterDriver:
         """From the daemon's device table (read by attribute: drivers never import laned/):
         `transport.type` "tcp" (host, port) or "rtu" (port, baudrate, parity, stopbits), `unit_id`,
-        `timeout_ms`, `retries`, `poll_hz`; `kwargs` (backoff, errors_to_disconnect) go to the driver."""
+        `timeout_ms`, `retries`, `poll_hz`; `kwargs` (backoff, errors_to_disconnect, follow_curve) go to
+        the driver."""
         t = config.transport
         timeout_s = config.timeout_ms / 1000
         if t.type == "tcp":
@@ -174,6 +186,7 @@ class BrakeTesterDriver(Driver):
     async def _hello(self) -> None:
         snapshot = await self.snapshot()
         self._last_index = None
+        self._follow = None
         self.health.identity = {
             "transport": self.link.transport,
             "address": self.link.where,
@@ -183,8 +196,60 @@ class BrakeTesterDriver(Driver):
         }
 
     async def _poll(self) -> None:
-        snapshot = await self.snapshot()
+        if self.follow_curve and not self._recordings:
+            snapshot = await self._follow_poll()
+        else:
+            self._follow = None  # a recording has the ring: start afresh after it
+            snapshot = await self.snapshot()
         self._check_stale(snapshot.sample_index)
+
+    async def _follow_poll(self) -> bt.TesterSnapshot:
+        """One poll following the ring: the samples from where the last poll left off up to the newest
+        index it saw (block reads, each validated by the snapshot read after it), published with the
+        last of those snapshots as one FollowedSnapshot. Samples the ring overwrote before they could
+        be read (a long pause) are skipped and logged; the message holds only contiguous samples.
+        Within FOLLOW_INTERVAL_S of the last ring read a poll is a plain snapshot."""
+        cursor, newest = self._follow, self.last_snapshot
+        if cursor is None or newest is None or cursor.ring_size != newest.ring_size:
+            snapshot = await self._read_snapshot()
+            self._follow = bt.CurveCursor((snapshot.sample_index + 1) % bt.INDEX_MODULUS, snapshot.ring_size)
+            self._followed_at = time.monotonic()
+            self.readings.publish(snapshot)
+            return snapshot
+        if time.monotonic() - self._followed_at < FOLLOW_INTERVAL_S * 0.9:  # 0.9: the poll grid's jitter
+            return await self.snapshot()
+        self._followed_at = time.monotonic()
+        left: list[int] = []
+        right: list[int] = []
+        first: int | None = None
+        after: bt.TesterSnapshot | None = None
+        for read in cursor.plan(newest.sample_index):
+            registers = await self.read_ring(read)
+            after = await self._read_snapshot()
+            lost = cursor.lost
+            try:
+                samples = cursor.accept(read, registers, after.sample_index)
+            except (ProtocolError, ValueError) as exc:  # the index went back: the tester restarted
+                self.log.warning("live_curve_restarted", reason=str(exc))
+                self._follow = None
+                self.readings.publish(after)
+                return after
+            if cursor.lost != lost:
+                self.log.warning("live_curve_samples_lost", count=cursor.lost - lost, lost_total=cursor.lost)
+                left.clear()
+                right.clear()
+                first = None
+            if samples:
+                if first is None:
+                    first = samples[0].index
+                left.extend(x.left_force_n // bt.DAN_N for x in samples)
+                right.extend(x.right_force_n // bt.DAN_N for x in samples)
+        if after is None:
+            after = await self._read_snapshot()
+        followed = bt.FollowedSnapshot(**after.__dict__, first_sample_index=first,
+                                       left_force_dan=tuple(left), right_force_dan=tuple(right))
+        self.readings.publish(followed)
+        return followed
 
     async def _safe_state(self) -> None:
         await self._stop_motors_now(attempts=2)
@@ -299,6 +364,12 @@ class BrakeTesterDriver(Driver):
 
     async def snapshot(self) -> bt.TesterSnapshot:
         """Input registers 0..15; also published to `readings` and kept as `last_snapshot`."""
+        snapshot = await self._read_snapshot()
+        self.readings.publish(snapshot)
+        return snapshot
+
+    async def _read_snapshot(self) -> bt.TesterSnapshot:
+        """Input registers 0..15, kept as `last_snapshot` (not published)."""
         registers = await self._read_registers(4, bt.SNAPSHOT_ADDRESS, bt.SNAPSHOT_COUNT,
                                                "read input registers 0..15 (FC04)")
         try:
@@ -306,7 +377,6 @@ class BrakeTesterDriver(Driver):
         except ProtocolError as exc:
             raise DeviceError(self.name, f"input registers 0..15: {exc}", port=self.port) from None
         self.last_snapshot = snapshot
-        self.readings.publish(snapshot)
         return snapshot
 
     async def inputs(self) -> bt.TesterInputs:
@@ -523,18 +593,22 @@ async def record_curve(driver: BrakeTesterDriver, *, back_samples: int = 0,
     round (never cut mid-request: a reply must not outlive its request) and one last round brings
     the recording up to that moment. `recorder.error` holds a read failure that ended it early."""
     recorder = CurveRecorder(driver.curve(back_samples=back_samples, interval_s=interval_s))
-    await recorder.capture.start()
-    task = asyncio.create_task(recorder._run(), name=f"{driver.name}-curve")
+    driver._recordings += 1  # the driver's live following pauses: the recording reads the ring
     try:
-        yield recorder
+        await recorder.capture.start()
+        task = asyncio.create_task(recorder._run(), name=f"{driver.name}-curve")
+        try:
+            yield recorder
+        finally:
+            recorder._stop.set()
+            await task
+            if recorder.error is None:
+                try:
+                    recorder.samples.extend(await recorder.capture.read_available())
+                except DeviceError as exc:
+                    recorder.error = exc
     finally:
-        recorder._stop.set()
-        await task
-        if recorder.error is None:
-            try:
-                recorder.samples.extend(await recorder.capture.read_available())
-            except DeviceError as exc:
-                recorder.error = exc
+        driver._recordings -= 1
 
 
 @dataclass

@@ -120,6 +120,11 @@ class BrakeTesterConfig(_DeviceBase):
     transport: Annotated[ModbusRtuTransport | ModbusTcpTransport, Field(discriminator="type")]
     unit_id: int = Field(1, ge=0, le=247)
     poll_hz: float = Field(10.0, gt=0, le=50)
+    follow_curve: bool = Field(
+        True,
+        description="with live on, each poll also reads the 100 Hz curve ring from where the last one left off "
+        "and the live message carries the new samples; false: the state registers alone",
+    )
 
 
 DeviceConfig = Annotated[GasAnalyzerConfig | OpacimeterConfig | BrakeTesterConfig, Field(discriminator="kind")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -166,7 +167,7 @@ class Lane:
         for name, driver in self.drivers.items():
             self.spawn(driver.run(), f"driver-{name}")
             if name in self.live_enabled:
-                self.spawn(self._forward_live(name, driver), f"live-{name}")
+                driver.readings.listen(functools.partial(self._forward_live, name, driver.kind))
         self.spawn(self.mqtt.run(), "mqtt")
         self.spawn(self._go_online(ready), "online")
         self.spawn(self._status_ticker(), "status")
@@ -194,11 +195,9 @@ class Lane:
             await asyncio.sleep(self.status_interval_s)
             self.publish_status()
 
-    async def _forward_live(self, name: str, driver: Driver) -> None:
-        with driver.readings.subscription(maxsize=100) as queue:
-            while True:
-                reading = await queue.get()
-                self.mqtt.publish_live(name, reading_to_live(name, driver.kind, reading))
+    def _forward_live(self, name: str, kind: str, reading: Any) -> None:
+        """Every reading to `…/live/{name}` in the driver's own turn (a Broadcast listener)."""
+        self.mqtt.publish_live(name, reading_to_live(name, kind, reading))
 
     async def shutdown(self) -> None:
         """Safe states first, then the offline status, then everything else."""

@@ -50,8 +50,16 @@ def build_driver(name: str, config: DeviceConfig) -> Driver:
     if isinstance(config, BrakeTesterConfig):
         from drivers.brake_tester import BrakeTesterDriver
 
-        return BrakeTesterDriver.from_config(name, config, **common)
+        # live on: the driver follows the 100 Hz curve ring at poll_hz and each live message carries
+        # the new samples (docs/performance.md); live off: the state registers alone
+        return BrakeTesterDriver.from_config(name, config, follow_curve=follows_curve(config), **common)
     raise TypeError(f"no driver for device kind {type(config).__name__}")
+
+
+def follows_curve(config: BrakeTesterConfig) -> bool:
+    """Whether the brake tester's driver follows the curve ring for live messages: with live on,
+    unless the table says `follow_curve = false`."""
+    return config.live and config.follow_curve
 
 
 _AS_IS = frozenset({int, str, bool, type(None)})
@@ -91,6 +99,6 @@ def reading_to_live(device: str, kind: str, reading: Any) -> dict[str, Any]:
         "schema": f"live-{kind.replace('_', '-')}/1",
         "device": device,
         "lane_time": time.time(),
-        "reading": type(reading).__name__,
+        "reading": getattr(type(reading), "live_reading", None) or type(reading).__name__,
         **fields,
     }

@@ -106,6 +106,17 @@ def connect_failure_fields(config: LaneConfig, exc: Exception) -> dict[str, str]
     return fields
 
 
+def _direct_paho(client: aiomqtt.Client) -> Any:
+    """aiomqtt 2.x's paho client, if it has what `_send_live` uses; else None (the queued path)."""
+    paho = getattr(client, "_client", None)
+    needed = ("publish", "want_write", "user_data_get", "socket")
+    if paho is None or not all(callable(getattr(paho, n, None)) for n in needed):
+        return None
+    if not hasattr(paho, "on_socket_register_write"):
+        return None
+    return paho
+
+
 class MqttLink:
     """One connection to the station's broker, kept up for the daemon's whole life."""
 
@@ -126,6 +137,7 @@ class MqttLink:
         self._on_message = on_message
         self._subscriptions = subscriptions or []
         self._client: aiomqtt.Client | None = None
+        self._paho: Any = None  # the connected client's paho client, for _send_live
         self._connected = asyncio.Event()
         self._outbox_wakeup = asyncio.Event()
         self._status: bytes | None = None
@@ -152,13 +164,41 @@ class MqttLink:
         self._status_dirty.set()
 
     def publish_live(self, device: str, document: dict[str, Any]) -> None:
-        """QoS 0, not retained, dropped while offline or when the queue is full."""
+        """QoS 0, not retained, dropped while offline or when the queue is full.
+
+        Written to the socket at once through paho (`_send_live`) when the client allows it,
+        else queued for `_live_pump`."""
         if not self._connected.is_set():
             return
+        topic, payload = self.topics.live(device), dumps(document)
+        if self._paho is not None:
+            self._send_live(self._paho, topic, payload)
+            return
         try:
-            self._live.put_nowait((self.topics.live(device), dumps(document)))
+            self._live.put_nowait((topic, payload))
         except asyncio.QueueFull:
             self.live_dropped += 1
+
+    def _send_live(self, paho: Any, topic: str, payload: bytes) -> None:
+        """One QoS-0 publish written to the socket now, in the caller's turn.
+
+        aiomqtt has paho ask for the socket's writability on every publish (a call_soon_threadsafe,
+        a self-pipe byte, add_writer and remove_writer: three turns of the loop and five system
+        calls a message). Without a register-write callback, paho writes the packet itself at
+        once; only if the socket takes part of it is aiomqtt's writer asked to finish it."""
+        register = paho.on_socket_register_write
+        paho.on_socket_register_write = None
+        try:
+            rc = paho.publish(topic, payload, 0).rc
+        except Exception as exc:  # a broken socket: reconnecting is run()'s job
+            rc = exc
+        finally:
+            paho.on_socket_register_write = register
+        if rc != MQTT_ERR_SUCCESS:
+            self.live_dropped += 1
+        elif paho.want_write() and register is not None:
+            # paho marked the socket registered while the callback was away: register it for real
+            register(paho, paho.user_data_get(), paho.socket())
 
     def enqueue(self, topic: str, document: dict[str, Any], *, kind: str, retain: bool = False) -> int:
         """Write a QoS-1 message to the outbox; the publisher sends it when it can."""
@@ -211,6 +251,7 @@ class MqttLink:
                     # the outbox keeps a window of QoS-1 publishes in flight: not a warning each time
                     client.pending_calls_threshold = max(client.pending_calls_threshold, 2 * OUTBOX_WINDOW)
                     self._client = client
+                    self._paho = _direct_paho(client)
                     attempt = 0
                     self.connects += 1
                     for topic in self._subscriptions:
@@ -234,6 +275,7 @@ class MqttLink:
             finally:
                 self._connected.clear()
                 self._client = None
+                self._paho = None
                 self._drain_live()
             if self._stopping:
                 break

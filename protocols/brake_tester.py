@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import IntEnum, StrEnum
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from protocols.errors import ProtocolError
 
@@ -313,6 +313,20 @@ class TesterSnapshot:
     def motors_run(self) -> bool:
         """True while STARTING or RUNNING (the manual's "the motors run")."""
         return self.state in MOTORS_RUN_STATES
+
+
+@dataclass(frozen=True)
+class FollowedSnapshot(TesterSnapshot):
+    """A snapshot plus the curve samples the tester made since the previous one (a lane following
+    the 100 Hz ring at its poll rate): `first_sample_index` is the ring index of the first sample in
+    `left_force_dan` / `right_force_dan` (daN, as the ring holds them), None when there are none.
+    Its live message is still a `TesterSnapshot` with these three fields added."""
+
+    first_sample_index: int | None = None
+    left_force_dan: tuple[int, ...] = ()
+    right_force_dan: tuple[int, ...] = ()
+
+    live_reading: ClassVar[str] = "TesterSnapshot"  # the name its live message carries
 
 
 @dataclass(frozen=True)

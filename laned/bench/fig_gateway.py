@@ -9,6 +9,9 @@ Both poll the same simulated brake tester's input registers 0..15 over Modbus TC
 about 10 Hz and publish each poll as one JSON message to the same broker: laned as a
 `laned run --config` daemon with only the brake tester, its live readings on; the
 gateway with every register in one JSON object (`json_key`), published on every poll.
+A lane with live on also follows the 100 Hz curve ring (a second request a poll, ~10
+samples a message); the bench turns that off here (`follow_curve = false`) where the
+config has the key, and `gateway_laned_follows_curve` says which of the two was measured.
 Per process: CPU seconds per published reading (from /proc), and reading-to-subscriber
 latency (the reading's SAMPLE_INDEX says when the tester made it).
 """
@@ -37,7 +40,7 @@ from laned.bench.common import (
     python_module,
     rounded,
 )
-from laned.bench.lanes import LaneRates, LaneSet
+from laned.bench.lanes import LaneRates, LaneSet, brake_follows_curve
 
 GATEWAY_PACKAGE, GATEWAY_VERSION = "modbus4mqtt", "0.7.1"
 GATEWAY_PREFIX = "bench-gateway"
@@ -106,8 +109,8 @@ def modbus4mqtt_config(port: int) -> str:
 
 async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) -> dict[str, Any]:
     executable, how = await asyncio.to_thread(ensure_gateway_venv, params.venv)
-    lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=LaneRates(brake_tester_hz=POLL_HZ),
-                    prefix="G")
+    rates = LaneRates(brake_tester_hz=POLL_HZ, brake_follow_curve=False)  # the gateway's registers alone
+    lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=rates, prefix="G")
     gateway: Child | None = None
     try:
         await lanes.start()
@@ -126,7 +129,8 @@ async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) 
                                  "--interval-s", str(1 / POLL_HZ))
         gateway = Child("gateway", argv, workdir / "gateway.log")
         await gateway.start()
-        return {"gateway_name": name, **await _side_by_side(lane.origins["brake-tester"], lanes, gateway, broker,
+        return {"gateway_name": name, "gateway_laned_follows_curve": brake_follows_curve(rates),
+                **await _side_by_side(lane.origins["brake-tester"], lanes, gateway, broker,
                                                               lane.root, params)}
     finally:
         if gateway is not None:

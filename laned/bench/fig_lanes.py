@@ -1,8 +1,9 @@
 """Figures 3 and 4 — latency and the cost of a lane.
 
 Cost (4): for N = 1, 4, 8 lanes, each a `laned run --config` daemon with its gas
-analyzer (10 Hz), opacimeter (20 Hz) and brake tester (polled at 50 Hz over TCP, the
-config's maximum) publishing live readings, the CPU seconds per minute and the peak RSS
+analyzer (10 Hz), opacimeter (20 Hz) and brake tester (its 100 Hz curve followed over TCP:
+10 polls a second, each one block read of the new ring samples and one snapshot, published
+as one live message carrying the ~10 new samples) publishing live readings, the CPU seconds per minute and the peak RSS
 of each daemon process, read from /proc. Simulators, broker and bench are other processes.
 
 Latency (3): with one lane, every `…/live/…` message is timed in a loopback subscriber

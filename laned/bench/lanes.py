@@ -30,8 +30,17 @@ class LaneRates:
 
     gas_analyzer_hz: float = 10.0
     opacimeter_hz: float = 20.0
-    brake_tester_hz: float = 50.0  # the config's maximum (the 100 Hz curve is read only during a test)
+    #: polls a second; with live on, each poll reads the 100 Hz curve ring from where the last one
+    #: left off (one block read and one snapshot) and publishes the new samples in one message
+    brake_tester_hz: float = 10.0
     live: bool = True  # publish every reading on …/live/{device}
+    #: False: the brake tester's live messages carry the state registers only (`follow_curve = false`)
+    brake_follow_curve: bool = True
+
+
+def brake_follows_curve(rates: LaneRates) -> bool:
+    """What a bench lane's brake tester really does with these rates: follow the curve ring."""
+    return rates.live and rates.brake_follow_curve
 
 
 @dataclass
@@ -103,6 +112,7 @@ class BenchLane:
             else:
                 lines += ["[devices.brake-tester]", 'kind = "brake_tester"', f"poll_hz = {self.rates.brake_tester_hz}",
                           "reconnect_initial_s = 0.2", f"live = {str(self.rates.live).lower()}",
+                          *(["follow_curve = false"] if not self.rates.brake_follow_curve else []),
                           "[devices.brake-tester.transport]", 'type = "tcp"',
                           'host = "127.0.0.1"', f"port = {self.brake_port}", ""]
         return "\n".join(lines) + "\n"

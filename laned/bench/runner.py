@@ -213,6 +213,9 @@ def render_table(document: dict[str, Any]) -> str:
         lines.append(f"{f'4 N = {count} lanes: CPU per lane / peak RSS':44} {cpu!s:>9} / {rss!s:>6} {'%, MB':7}")
     if document.get("gateway_name"):
         lines.append(f"gateway: {document['gateway_name']}")
+        if document.get("gateway_laned_follows_curve"):
+            lines.append("6 laned there also follows the 100 Hz curve (2 requests a poll, ~10 samples a message): "
+                         "the config has no follow_curve key to turn it off")
     machine = document.get("machine", {})
     lines.append(f"machine: {machine.get('cores')} cores, {machine.get('cpu_model')}, Python {machine.get('python')}, "
                  f"broker {document.get('broker')}; {document.get('mode')} run, median of {document.get('repeats')} "
