@@ -10,8 +10,8 @@ about 10 Hz and publish each poll as one JSON message to the same broker: laned 
 `laned run --config` daemon with only the brake tester, its live readings on; the
 gateway with every register in one JSON object (`json_key`), published on every poll.
 A lane with live on also follows the 100 Hz curve ring (a second request a poll, ~10
-samples a message); the bench turns that off here (`follow_curve = false`) where the
-config has the key, and `gateway_laned_follows_curve` says which of the two was measured.
+samples a message); the bench turns that off here (`follow_curve = false`) so that both
+do the same job, and `gateway_laned_follows_curve` records which of the two was measured.
 Per process: CPU seconds per published reading (from /proc), and reading-to-subscriber
 latency (the reading's SAMPLE_INDEX says when the tester made it).
 """

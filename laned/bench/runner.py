@@ -215,7 +215,7 @@ def render_table(document: dict[str, Any]) -> str:
         lines.append(f"gateway: {document['gateway_name']}")
         if document.get("gateway_laned_follows_curve"):
             lines.append("6 laned there also follows the 100 Hz curve (2 requests a poll, ~10 samples a message): "
-                         "the config has no follow_curve key to turn it off")
+                         "not like for like with the gateway")
     machine = document.get("machine", {})
     lines.append(f"machine: {machine.get('cores')} cores, {machine.get('cpu_model')}, Python {machine.get('python')}, "
                  f"broker {document.get('broker')}; {document.get('mode')} run, median of {document.get('repeats')} "
