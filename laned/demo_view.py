@@ -22,8 +22,11 @@ def width(text: str) -> int:
 
 
 def pad(text: str, size: int) -> str:
-    while width(text) > size:
-        text = text[:-1]
+    """`text` in exactly `size` terminal cells; a cut text ends in '…' so that nothing looks whole that is not."""
+    if width(text) > size:
+        while width(text) > size - 1:
+            text = text[:-1]
+        text += "…"
     return text + " " * (size - width(text))
 
 
@@ -114,7 +117,7 @@ class Screen:
         self.print("")
         self.print(pad("-" * (COLUMN - 2), COLUMN) + "-" * (COLUMN - 2))
         for a, b in itertools.zip_longest(left, right, fillvalue=""):
-            self.print(pad(a, COLUMN) + b)
+            self.print(pad(a, COLUMN - 2) + "  " + b)
         self.print(pad("-" * (COLUMN - 2), COLUMN) + "-" * (COLUMN - 2))
 
     def summary(self, problems: list[str]) -> None:
