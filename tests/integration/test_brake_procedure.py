@@ -94,28 +94,32 @@ class Inspected:
     produced: dict[int, tuple[int, int]]  # the tester's sample log: seq -> (left daN, right daN)
     events: list[dict[str, Any]]
     live: list[dict[str, Any]]
+    transport: str  # how the lane reached the tester: "tcp" or "rtu"
 
     def item(self, code: str) -> dict[str, Any]:
         return next(i for i in self.result["items"] if i["code"] == code)
 
 
-FLEET = {  # vehicle -> (lane, over RTU)
-    "gasoline-car": ("T1", True),
-    "brake-weak-rear": ("T2", False),
-    "brake-imbalanced-front": ("T3", False),
-    "diesel-truck": ("T4", False),
-    "brake-wheel-lock": ("T5", False),
-    "brake-excessive-drag": ("T6", False),
+FLEET = {  # vehicle -> lane
+    "gasoline-car": "T1",
+    "brake-weak-rear": "T2",
+    "brake-imbalanced-front": "T3",
+    "diesel-truck": "T4",
+    "brake-wheel-lock": "T5",
+    "brake-excessive-drag": "T6",
 }
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Inspected]]:
-    """Every simulated brake vehicle inspected at once, each on its own lane (real broker, real Modbus)."""
-    tmp_path = tmp_path_factory.mktemp("fleet")
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["tcp", "rtu"])
+async def fleet(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Inspected]]:
+    """Every simulated brake vehicle inspected at once, each on its own lane (real broker, real Modbus),
+    once over Modbus TCP and once over RTU on ptys paced at 19200 baud: every test below runs on both."""
+    transport: str = request.param
+    tmp_path = tmp_path_factory.mktemp(f"fleet-{transport}")
     async with EmbeddedBroker() as broker, contextlib.AsyncExitStack() as stack:
-        rigs = [await stack.enter_async_context(lane_rig(tmp_path, broker, vehicle, lane_id, rtu=rtu))
-                for vehicle, (lane_id, rtu) in FLEET.items()]
+        rigs = [await stack.enter_async_context(lane_rig(tmp_path, broker, vehicle, lane_id, rtu=transport == "rtu"))
+                for vehicle, lane_id in FLEET.items()]
         results = await asyncio.gather(*(inspect(rig, f"F{n}", **every_item(rig)) for n, rig in enumerate(rigs)))
         done = {
             rig.vehicle: Inspected(
@@ -123,6 +127,7 @@ async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[
                 {s.seq: (s.left_dan, s.right_dan) for s in rig.sim.produced_samples()},
                 [m.json() for m in rig.station.on("/event")],
                 [m.json() for m in rig.station.on("/live/brake-tester")],
+                transport,
             )
             for rig, result in zip(rigs, results, strict=True)
         }
@@ -140,7 +145,7 @@ def check(item: dict[str, Any], name: str) -> dict[str, Any]:
 # ----- each vehicle ----------------------------------------------------------------------------------
 
 
-def test_gasoline_car_over_rtu_passes_every_brake_item(fleet: dict[str, Inspected]) -> None:
+def test_gasoline_car_passes_every_brake_item(fleet: dict[str, Inspected]) -> None:
     done = fleet["gasoline-car"]
     assert verdicts(done) == {"B1": "pass", "B2": "pass", "BZ": "pass", "B0": "pass"}
     assert done.result["verdict"] == "pass" and verify(done.result, KEY.encode())
@@ -166,7 +171,7 @@ def test_gasoline_car_over_rtu_passes_every_brake_item(fleet: dict[str, Inspecte
     assert check(b0, "parking_brake_rate")["limit"] == 20.0
     assert b0["values"]["axles"][0]["left_max_force_dan"] == 145.0
     device = done.result["devices"]["brake-tester"]
-    assert device["transport"] == "rtu" and device["settings"]["slip_threshold_pct"] == 25
+    assert device["transport"] == done.transport and device["settings"]["slip_threshold_pct"] == 25
 
 
 def test_weak_rear_fails_the_rear_axle_and_the_whole_vehicle(fleet: dict[str, Inspected]) -> None:
