@@ -14,6 +14,13 @@ samples a message); the bench turns that off here (`follow_curve = false`) so th
 do the same job, and `gateway_laned_follows_curve` records which of the two was measured.
 Per process: CPU seconds per published reading (from /proc), and reading-to-subscriber
 latency (the reading's SAMPLE_INDEX says when the tester made it).
+
+Then the same two on the job a brake lane is for, the 100 Hz force curve (`gateway_curve_…`):
+laned with its default live path (following the ring at 10 Hz polls, every sample once) and
+the gateway polling the snapshot as fast as it can (modbus4mqtt: `update_rate: 0`, still
+its fixed 50 ms sleep a poll; the fallback: every 10 ms), each sample it sees being the one
+force pair registers 0..3 hold at that moment. Per process: the share of the samples the
+tester made that reached the subscriber, and CPU per sample that did.
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ GATEWAY_PREFIX = "bench-gateway"
 POLL_HZ = 10.0
 #: modbus4mqtt sleeps 50 ms after every block read, then `update_rate`: 0.05 gives about 10 Hz
 MODBUS4MQTT_UPDATE_RATE_S = 0.05
+#: the gateway chasing the 100 Hz curve: no update_rate sleep (modbus4mqtt), a poll every 10 ms (fallback)
+CURVE_MODBUS4MQTT_UPDATE_RATE_S = 0.0
+CURVE_FALLBACK_INTERVAL_S = 0.01
+#: wait this long after a window for the samples made in it that are still on their way
+IN_FLIGHT_S = 0.6
 REGISTERS = [("left_force_n", 0, "int32", 1), ("right_force_n", 2, "int32", 1), ("left_load_n", 4, "int32", 1),
              ("right_load_n", 6, "int32", 1), ("left_speed_kmh", 8, "uint16", 0.01),
              ("right_speed_kmh", 9, "uint16", 0.01), ("state", 10, "uint16", 1), ("fault_code", 11, "uint16", 1),
@@ -96,8 +108,8 @@ def _versions(executable: Path) -> str:
     return f"pymodbus {out[0]}, paho-mqtt {out[1]}" if len(out) == 2 else "versions unknown"
 
 
-def modbus4mqtt_config(port: int) -> str:
-    lines = ["ip: 127.0.0.1", f"port: {port}", "device_address: 1", f"update_rate: {MODBUS4MQTT_UPDATE_RATE_S}",
+def modbus4mqtt_config(port: int, update_rate_s: float = MODBUS4MQTT_UPDATE_RATE_S) -> str:
+    lines = ["ip: 127.0.0.1", f"port: {port}", "device_address: 1", f"update_rate: {update_rate_s}",
              "address_offset: 0", "scan_batching: 16", "registers:"]
     for name, address, kind, scale in REGISTERS:
         lines += ['  - pub_topic: "brake/snapshot"', f"    json_key: {name}", "    table: input",
@@ -107,57 +119,76 @@ def modbus4mqtt_config(port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _gateway_argv(executable: Path | None, how: str, versions: str, workdir: Path, port: int, broker: Broker,
+                  prefix: str, *, curve: bool) -> tuple[str, list[str]]:
+    """(name, argv) of the gateway polling the simulated tester on `port`."""
+    if executable is not None:
+        config = workdir / f"modbus4mqtt-{prefix}.yaml"
+        rate = CURVE_MODBUS4MQTT_UPDATE_RATE_S if curve else MODBUS4MQTT_UPDATE_RATE_S
+        config.write_text(modbus4mqtt_config(port, rate))
+        return (f"{GATEWAY_PACKAGE} {GATEWAY_VERSION} ({versions}; own venv, {how})",
+                [str(executable), "--hostname", broker.host, "--port", str(broker.port), "--config", str(config),
+                 "--mqtt_topic_prefix", prefix])
+    interval = CURVE_FALLBACK_INTERVAL_S if curve else 1 / POLL_HZ
+    return (f"laned/bench/generic_gateway.py (pymodbus + paho; {GATEWAY_PACKAGE} unavailable: {how})",
+            python_module("laned.bench.generic_gateway", "--modbus", f"127.0.0.1:{port}",
+                          "--broker", f"{broker.host}:{broker.port}", "--prefix", prefix,
+                          "--interval-s", str(interval)))
+
+
 async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) -> dict[str, Any]:
     executable, how = await asyncio.to_thread(ensure_gateway_venv, params.venv)
-    rates = LaneRates(brake_tester_hz=POLL_HZ, brake_follow_curve=False)  # the gateway's registers alone
-    lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=rates, prefix="G")
-    gateway: Child | None = None
-    try:
-        await lanes.start()
-        lane = lanes.lanes[0]
-        if executable is not None:
-            config = workdir / "modbus4mqtt.yaml"
-            config.write_text(modbus4mqtt_config(lane.brake_port))
-            versions = await asyncio.to_thread(_versions, executable)
-            name = f"{GATEWAY_PACKAGE} {GATEWAY_VERSION} ({versions}; own venv, {how})"
-            argv = [str(executable), "--hostname", broker.host, "--port", str(broker.port), "--config", str(config),
-                    "--mqtt_topic_prefix", GATEWAY_PREFIX]
-        else:
-            name = f"laned/bench/generic_gateway.py (pymodbus + paho; {GATEWAY_PACKAGE} unavailable: {how})"
-            argv = python_module("laned.bench.generic_gateway", "--modbus", f"127.0.0.1:{lane.brake_port}",
-                                 "--broker", f"{broker.host}:{broker.port}", "--prefix", GATEWAY_PREFIX,
-                                 "--interval-s", str(1 / POLL_HZ))
-        gateway = Child("gateway", argv, workdir / "gateway.log")
-        await gateway.start()
-        return {"gateway_name": name, "gateway_laned_follows_curve": brake_follows_curve(rates),
-                **await _side_by_side(lane.origins["brake-tester"], lanes, gateway, broker,
-                                                              lane.root, params)}
-    finally:
-        if gateway is not None:
-            await gateway.stop()
-        await lanes.stop()
+    versions = await asyncio.to_thread(_versions, executable) if executable is not None else ""
+    out: dict[str, Any] = {}
+    for curve in (False, True):
+        # the snapshot alone (like for like), then the curve (laned's default live path)
+        rates = LaneRates(brake_tester_hz=POLL_HZ, brake_follow_curve=curve)
+        lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=rates, prefix="C" if curve else "G")
+        gateway: Child | None = None
+        prefix = f"{GATEWAY_PREFIX}-curve" if curve else GATEWAY_PREFIX
+        try:
+            await lanes.start()
+            lane = lanes.lanes[0]
+            name, argv = _gateway_argv(executable, how, versions, workdir, lane.brake_port, broker, prefix,
+                                       curve=curve)
+            gateway = Child(prefix, argv, workdir / f"{prefix}.log")
+            await gateway.start()
+            measure = _curve_side_by_side if curve else _side_by_side
+            out |= await measure(lane.origins["brake-tester"], lanes, gateway, broker, lane.root, prefix, params)
+            if not curve:
+                out |= {"gateway_name": name, "gateway_laned_follows_curve": brake_follows_curve(rates)}
+        finally:
+            if gateway is not None:
+                await gateway.stop()
+            await lanes.stop()
+    return out
+
+
+async def _wait_for_gateway(gateway: Child, counts: dict[str, int]) -> None:
+    """Until the gateway publishes (it retries its Modbus connection at first), then a second more."""
+    deadline = time.monotonic() + 20
+    while counts["gateway"] < 5:
+        if not gateway.running or time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway published nothing within 20 s:\n{gateway.log_tail()}")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
 
 
 async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, broker: Broker, root: str,
-                        params: GatewayParams) -> dict[str, Any]:
+                        prefix: str, params: GatewayParams) -> dict[str, Any]:
     counts = {"laned": 0, "gateway": 0}
     latencies: dict[str, list[float]] = {"laned": [], "gateway": []}
 
     def on_message(arrived: float, topic: str, payload: bytes) -> None:
-        who = "gateway" if topic.startswith(GATEWAY_PREFIX) else "laned"
+        who = "gateway" if topic.startswith(prefix) else "laned"
         with contextlib.suppress(ValueError, AttributeError, TypeError):
             index = json.loads(payload)["sample_index"]
             counts[who] += 1
             latencies[who].append(arrived - measured_at(origin, int(index), arrived))
 
-    topics = [f"{root}/live/brake-tester", f"{GATEWAY_PREFIX}/brake/snapshot"]
+    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot"]
     async with Subscriber(broker.host, broker.port, topics, on_message):
-        deadline = time.monotonic() + 20
-        while counts["gateway"] < 5:  # the gateway publishes (it retries its Modbus connection at first)
-            if not gateway.running or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway published nothing within 20 s:\n{gateway.log_tail()}")
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)
+        await _wait_for_gateway(gateway, counts)
         per_reading: dict[str, list[float]] = {"laned": [], "gateway": []}
         rates: dict[str, list[float]] = {"laned": [], "gateway": []}
         for key in latencies:
@@ -182,4 +213,53 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
     gateway_cpu = out["gateway_cpu_ms_per_reading"]
     laned_cpu = out["gateway_laned_cpu_ms_per_reading"]
     out["gateway_cpu_ratio"] = rounded(laned_cpu / gateway_cpu, 3) if gateway_cpu else None
+    return out
+
+
+async def _curve_side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, broker: Broker, root: str,
+                              prefix: str, params: GatewayParams) -> dict[str, Any]:
+    """Curve samples that reach the subscriber, by the tester's tick that made them, and CPU per sample."""
+    t0, tick_s = float(origin["t0"]), float(origin["tick_s"])
+    counts = {"laned": 0, "gateway": 0}
+    ticks: dict[str, set[int]] = {"laned": set(), "gateway": set()}
+
+    def tick_of(counter: int, arrived: float) -> int:
+        return round((measured_at(origin, counter, arrived) - t0) / tick_s)
+
+    def on_message(arrived: float, topic: str, payload: bytes) -> None:
+        with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+            doc = json.loads(payload)
+            if topic.startswith(prefix):
+                counts["gateway"] += 1
+                ticks["gateway"].add(tick_of(int(doc["sample_index"]), arrived))
+            elif doc.get("first_sample_index") is not None:
+                counts["laned"] += 1
+                first = tick_of(int(doc["first_sample_index"]), arrived)
+                ticks["laned"].update(range(first, first + len(doc["left_force_dan"])))
+
+    captured: dict[str, list[float]] = {"laned": [], "gateway": []}
+    per_sample: dict[str, list[float]] = {"laned": [], "gateway": []}
+    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot"]
+    async with Subscriber(broker.host, broker.port, topics, on_message):
+        await _wait_for_gateway(gateway, counts)
+        for _ in range(params.repeats):
+            meters = {"laned": CpuMeter(lanes.daemon_pids[0]), "gateway": CpuMeter(gateway.pid)}
+            for meter in meters.values():
+                meter.start()
+            first_tick = int((time.monotonic() - t0) / tick_s) + 1
+            await asyncio.sleep(params.window_s)
+            cpu = {who: meter.read()[0] for who, meter in meters.items()}
+            end_tick = int((time.monotonic() - t0) / tick_s)
+            await asyncio.sleep(IN_FLIGHT_S)
+            made = end_tick - first_tick
+            for who in ticks:
+                got = sum(1 for n in ticks[who] if first_tick <= n < end_tick)
+                captured[who].append(got / made if made > 0 else float("nan"))
+                per_sample[who].append(cpu[who] / got if got else float("nan"))
+    out: dict[str, Any] = {}
+    for who, key in (("laned", "gateway_curve_laned"), ("gateway", "gateway_curve")):
+        out[f"{key}_captured_ratio"] = rounded(median(captured[who]), 3)
+        out[f"{key}_cpu_ms_per_sample"] = rounded((median(per_sample[who]) or 0.0) * 1000, 3)
+    gateway_cpu, laned_cpu = out["gateway_curve_cpu_ms_per_sample"], out["gateway_curve_laned_cpu_ms_per_sample"]
+    out["gateway_curve_cpu_ratio"] = rounded(laned_cpu / gateway_cpu, 3) if gateway_cpu else None
     return out

@@ -36,7 +36,8 @@ FIGURE_KEYS: dict[str, tuple[str, ...]] = {
     "outbox": ("outbox_results_per_s", "outbox_drain_10k_s", "outbox_latency_p50_ms", "outbox_latency_p99_ms"),
     "gateway": ("gateway_cpu_ms_per_reading", "gateway_laned_cpu_ms_per_reading", "gateway_cpu_ratio",
                 "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
-                "gateway_laned_latency_p99_ms"),
+                "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
+                "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio"),
 }
 
 
@@ -186,6 +187,11 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], bool] | None]] = [
     ("6 laned / gateway CPU per reading", "gateway_cpu_ratio", "", "≤ 0.5", lambda v: v <= 0.5),
     ("6 laned reading -> subscriber p50", "gateway_laned_latency_p50_ms", "ms", "", None),
     ("6 gateway reading -> subscriber p50", "gateway_latency_p50_ms", "ms", "", None),
+    ("6 curve samples delivered, laned", "gateway_curve_laned_captured_ratio", "", "= 1.0", lambda v: v >= 0.99),
+    ("6 curve samples delivered, gateway", "gateway_curve_captured_ratio", "", "", None),
+    ("6 laned CPU per curve sample", "gateway_curve_laned_cpu_ms_per_sample", "ms", "", None),
+    ("6 gateway CPU per curve sample", "gateway_curve_cpu_ms_per_sample", "ms", "", None),
+    ("6 laned / gateway CPU per curve sample", "gateway_curve_cpu_ratio", "", "≤ 0.5", lambda v: v <= 0.5),
 ]
 PAIRED = {"latency_live_brake_tester_p50_ms", "latency_live_gas_analyzer_p50_ms", "latency_live_opacimeter_p50_ms",
           "serial_round_trips_per_s"}

@@ -28,7 +28,8 @@ FIGURE_KEYS = [
     "outbox_results_per_s", "outbox_drain_10k_s", "outbox_latency_p50_ms", "outbox_latency_p99_ms",
     "gateway_cpu_ms_per_reading", "gateway_laned_cpu_ms_per_reading", "gateway_cpu_ratio",
     "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
-    "gateway_laned_latency_p99_ms",
+    "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
+    "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio",
 ]
 MEASURED_HERE = [key for key in FIGURE_KEYS if not key.startswith("gateway_")]
 
