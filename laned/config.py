@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -128,6 +128,11 @@ class BrakeTesterConfig(_DeviceBase):
 
 
 DeviceConfig = Annotated[GasAnalyzerConfig | OpacimeterConfig | BrakeTesterConfig, Field(discriminator="kind")]
+#: the tags of the two unions, which pydantic puts in an error's path (describe_errors takes them out)
+DEVICE_KINDS = frozenset(get_args(m.model_fields["kind"].annotation)[0]
+                         for m in (GasAnalyzerConfig, OpacimeterConfig, BrakeTesterConfig))
+TRANSPORT_TYPES = frozenset(get_args(m.model_fields["type"].annotation)[0]
+                            for m in (ModbusRtuTransport, ModbusTcpTransport))
 
 
 class LaneIdentity(_Strict):
@@ -242,9 +247,9 @@ def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem: the dotted key path, what was expected, what was found."""
     lines = []
     for err in exc.errors():
-        # discriminated unions put the tag in the path ("devices.ga.gas_analyzer.poll_hz"): kept,
-        # since it names the kind of device the key was checked against
-        path = ".".join(str(part) for part in err["loc"])
+        # discriminated unions put their tag in pydantic's path ("devices.ga.gas_analyzer.poll_hz"):
+        # the path shown is the file's own key path, and the tag says what the table was checked as
+        path, checked_as = _key_path(err["loc"])
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key (not a setting of this table; check the spelling)"
@@ -252,8 +257,22 @@ def describe_errors(exc: ValidationError) -> list[str]:
             message = "required key is missing"
         found = err.get("input")
         shown = "" if err["type"] in ("missing",) or isinstance(found, dict) else f" (found {found!r})"
-        lines.append(f"{path or '(top level)'}: {message}{shown}")
+        lines.append(f"{path or '(top level)'}: {message}{shown}{checked_as}")
     return lines
+
+
+def _key_path(loc: tuple[int | str, ...]) -> tuple[str, str]:
+    """(the dotted key path as written in the file, " [checked as a … device / … transport]" or "")."""
+    parts: list[str] = []
+    tags: list[str] = []
+    for part in map(str, loc):
+        if len(parts) == 2 and parts[0] == "devices" and part in DEVICE_KINDS:
+            tags.append(f"a {part} device")
+        elif parts[-1:] == ["transport"] and part in TRANSPORT_TYPES and len(parts) == 3:
+            tags.append(f"a {part} transport")
+        else:
+            parts.append(part)
+    return ".".join(parts), (f" [checked as {' with '.join(tags)}]" if tags else "")
 
 
 def parse_config(data: dict[str, Any], source: str, environ: dict[str, str] | None = None) -> LaneConfig:

@@ -54,13 +54,25 @@ def test_a_good_config_loads_with_defaults_and_relative_paths_taken_from_its_fol
     assert brakes.transport.port == 502 and brakes.unit_id == 3
 
 
-def test_a_misspelt_key_is_named_with_its_path(tmp_path: Path) -> None:
+def test_a_misspelt_key_is_named_with_its_path_as_written_in_the_file(tmp_path: Path) -> None:
     text = GOOD.replace('port = "/dev/ttyUSB0"', 'prot = "/dev/ttyUSB0"')
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text), environ={})
-    problems = "\n".join(err.value.problems)
-    assert "devices.gas-analyzer.gas_analyzer.transport.prot: unknown key" in problems
-    assert "devices.gas-analyzer.gas_analyzer.transport.port: required key is missing" in problems
+    assert err.value.problems == [
+        "devices.gas-analyzer.transport.port: required key is missing [checked as a gas_analyzer device]",
+        "devices.gas-analyzer.transport.prot: unknown key (not a setting of this table; check the spelling) "
+        "(found '/dev/ttyUSB0') [checked as a gas_analyzer device]",
+    ]
+
+
+def test_a_modbus_transport_problem_says_which_transport_the_table_was_checked_as(tmp_path: Path) -> None:
+    text = GOOD.replace('host = "192.0.2.10" }', 'host = "192.0.2.10", baud = 9600 }')
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    assert err.value.problems == [
+        "devices.brakes.transport.baud: unknown key (not a setting of this table; check the spelling) "
+        "(found 9600) [checked as a brake_tester device with a tcp transport]",
+    ]
 
 
 def test_a_value_of_the_wrong_kind_says_what_was_found(tmp_path: Path) -> None:
@@ -117,7 +129,7 @@ def test_check_config_command_exits_non_zero_and_names_the_key(tmp_path: Path) -
         [sys.executable, "-m", "laned.cli", "check-config", str(bad)], capture_output=True, text=True, cwd=ROOT
     )
     assert run.returncode == 2
-    assert "devices.brakes.brake_tester.unit_id" in run.stderr
+    assert "devices.brakes.unit_id: Input should be less than or equal to 247 (found 300)" in run.stderr
     assert "Traceback" not in run.stderr
 
 
