@@ -25,6 +25,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
@@ -146,6 +147,13 @@ def next_slot(now: float, interval_s: float) -> float:
     slot waits for the next one rather than catching up in a burst."""
     slot = (math.floor(now / interval_s) + 1) * interval_s
     return slot if slot > now else slot + interval_s
+
+
+#: Set by a driver's poll loop, for its own task only: the grid tick after the one the poll started
+#: on. A serial request made under it reads its reply at that tick, where the poll loop wakes
+#: anyway, instead of when the bytes arrive (a wake-up of its own). Requests from procedures and
+#: commands run in other tasks and read their replies as they come.
+READ_REPLY_AT: ContextVar[float | None] = ContextVar("laned_read_reply_at", default=None)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -317,7 +325,10 @@ class Driver(ABC):
         self._set_state(HealthState.STOPPED)
 
     async def _poll_loop(self) -> None:
+        interval = self.poll_interval_s
         while not self._stopping.is_set():
+            tick = next_slot(time.monotonic(), interval)
+            token = READ_REPLY_AT.set(tick)
             try:
                 await self._poll()
             except DeviceTimeout:
@@ -326,9 +337,16 @@ class Driver(ABC):
                 raise exc
             except DeviceError:
                 pass
+            finally:
+                READ_REPLY_AT.reset(token)
             if self.health.state == HealthState.DISCONNECTED:
                 raise DeviceUnavailable(self.name, self.health.last_error or "link lost", port=self.port)
-            await self._pause_until(next_slot(time.monotonic(), self.poll_interval_s))
+            now = time.monotonic()
+            if now < tick:
+                await self._pause_until(tick)
+            elif now - tick >= interval / 2:  # overran: the next slot, not a burst of catching up
+                await self._pause_until(next_slot(now, interval))
+            # else the reply was read at this tick: the next poll starts in the same wake-up
 
     async def _pause_until(self, when: float) -> None:
         """Sleep until monotonic time `when` between polls, woken at once by `stop()`. One future and

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import serial
 import serial_asyncio_fast
 
+from drivers.base import READ_REPLY_AT
 from drivers.errors import DeviceTimeout, DeviceUnavailable
 from protocols.errors import FrameError
 
@@ -138,6 +139,19 @@ class SerialLink:
         self._transport.write(data)
         self.bytes_out += len(data)
 
+    async def _quiet_until(self, when: float) -> None:
+        """Leave the reply in the port until monotonic `when` (a poll tick): no wake-up for its bytes.
+        A reply not whole by then is read as it comes, as any other."""
+        transport = self._transport
+        if transport is None or when <= time.monotonic():
+            return
+        transport.pause_reading()
+        try:
+            await asyncio.sleep(when - time.monotonic())
+        finally:
+            if transport is self._transport and not transport.is_closing():
+                transport.resume_reading()
+
     async def request(self, data: bytes, decoder: ReplyDecoder, timeout_s: float, *, expected: str) -> Any:
         """Send `data` and return the first reply `decoder` yields within `timeout_s`.
 
@@ -148,6 +162,9 @@ class SerialLink:
         self.flush_input()
         self.write(data)
         deadline = time.monotonic() + timeout_s
+        read_at = READ_REPLY_AT.get()
+        if read_at is not None and read_at < deadline:
+            await self._quiet_until(read_at)
         seen = bytearray()
         last_error: FrameError | None = None
         while True:
