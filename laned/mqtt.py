@@ -107,14 +107,28 @@ def connect_failure_fields(config: LaneConfig, exc: Exception) -> dict[str, str]
 
 
 def _direct_paho(client: aiomqtt.Client) -> Any:
-    """aiomqtt 2.x's paho client, if it has what `_send_live` uses; else None (the queued path)."""
+    """aiomqtt 2.x's paho client, if it has what `_send_live` uses; else None (the queued path).
+
+    aiomqtt adds the socket's writer later (call_soon_threadsafe) but removes it at once. Once
+    `_send_live` writes packets itself, a removal could then overtake a queued add and leave a
+    writer on a socket with nothing to write, run on every turn of the loop: a core at 100 % for
+    the rest of the connection. So the removal is queued too, behind any add: the writer always
+    ends as paho's last word left it."""
     paho = getattr(client, "_client", None)
     needed = ("publish", "want_write", "user_data_get", "socket")
     if paho is None or not all(callable(getattr(paho, n, None)) for n in needed):
         return None
-    if not all(hasattr(paho, n) for n in ("on_socket_register_write", "on_socket_unregister_write",
-                                          "_registered_write")):
+    if not all(hasattr(paho, n) for n in ("on_socket_register_write", "on_socket_unregister_write")):
         return None
+    loop = asyncio.get_running_loop()
+
+    def unregister_write(client: Any, _userdata: Any, sock: Any) -> None:
+        if client.socket() is None:  # paho is closing the socket: remove now, as aiomqtt does
+            loop.remove_writer(sock.fileno())
+        else:
+            loop.call_soon_threadsafe(loop.remove_writer, sock.fileno())
+
+    paho.on_socket_unregister_write = unregister_write
     return paho
 
 
@@ -185,33 +199,22 @@ class MqttLink:
 
         aiomqtt has paho ask for the socket's writability on every publish (a call_soon_threadsafe,
         a self-pipe byte, add_writer and remove_writer: three turns of the loop and five system
-        calls a message). Without the write callbacks, paho writes the packet itself at once; only
-        if the socket takes part of it is aiomqtt's writer asked to finish it.
-
-        aiomqtt adds its writer later (call_soon_threadsafe) but removes it at once. Had this
-        publish written out a packet whose writer is still to be added, removing it now would let
-        the late add_writer leave a writer on a socket with nothing to write: the loop would call
-        it on every turn, a core at 100 % for the rest of the connection. So paho's registration
-        is mirrored here, and a removal goes through the same queue as the adds, after them."""
-        register, unregister = paho.on_socket_register_write, paho.on_socket_unregister_write
-        was_registered = bool(getattr(paho, "_registered_write", False))
-        paho.on_socket_register_write = paho.on_socket_unregister_write = None
+        calls a message). Without a register-write callback, paho writes the packet itself at
+        once; only if the socket takes part of it is aiomqtt's writer asked to finish it (an add
+        queued behind any other, see `_direct_paho`)."""
+        register = paho.on_socket_register_write
+        paho.on_socket_register_write = None
         try:
             rc = paho.publish(topic, payload, 0).rc
         except Exception as exc:  # a broken socket: reconnecting is run()'s job
             rc = exc
         finally:
-            paho.on_socket_register_write, paho.on_socket_unregister_write = register, unregister
+            paho.on_socket_register_write = register
         if rc != MQTT_ERR_SUCCESS:
             self.live_dropped += 1
-        registered = bool(getattr(paho, "_registered_write", False))
-        if registered and not was_registered and register is not None:
-            register(paho, paho.user_data_get(), paho.socket())  # the rest of a partly written packet
-        elif was_registered and not registered:
-            sock = paho.socket()
-            if sock is not None:  # written out: drop the writer once any add still queued has run
-                loop = asyncio.get_running_loop()
-                loop.call_soon_threadsafe(loop.remove_writer, sock.fileno())
+        elif paho.want_write() and register is not None:
+            # paho marked the socket registered while the callback was away: register it for real
+            register(paho, paho.user_data_get(), paho.socket())
 
     def enqueue(self, topic: str, document: dict[str, Any], *, kind: str, retain: bool = False) -> int:
         """Write a QoS-1 message to the outbox; the publisher sends it when it can."""
