@@ -268,7 +268,7 @@ def _key_path(loc: tuple[int | str, ...]) -> tuple[str, str]:
     for part in map(str, loc):
         if len(parts) == 2 and parts[0] == "devices" and part in DEVICE_KINDS:
             tags.append(f"a {part} device")
-        elif parts[-1:] == ["transport"] and part in TRANSPORT_TYPES and len(parts) == 3:
+        elif len(parts) == 3 and parts[2] == "transport" and part in TRANSPORT_TYPES:
             tags.append(f"a {part} transport")
         else:
             parts.append(part)
