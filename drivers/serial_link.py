@@ -11,6 +11,8 @@ unplugged USB adapter, a pty that went away) ends the link with
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import time
 from typing import Any, Protocol
 
@@ -47,7 +49,7 @@ class _Receiver(asyncio.Protocol):
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or ConnectionError("port closed")
+        self.lost = self.lost or exc or ConnectionError("port closed")  # the first reason stays
         self.closed.set()
         self._wake()
 
@@ -87,10 +89,13 @@ class SerialLink:
         self.port = port
         self.settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": PARITIES[parity], "stopbits": stopbits}
         self._transport: asyncio.Transport | None = None
+        self._serial: Any = None
         self._rx: _Receiver | None = None
         #: why the port was last lost, kept after close() so that a request racing the driver's
         #: reconnect still says "lost" rather than "not open"
         self._lost: str | None = None
+        #: no reader on the port (see `_quiet_until`): its bytes wait in the kernel until read
+        self._paused = False
         self.frame_errors = 0
         self.bytes_out = 0
         self.bytes_in = 0
@@ -103,7 +108,8 @@ class SerialLink:
             )
         except (serial.SerialException, OSError) as exc:
             raise DeviceUnavailable(self.device, f"cannot open serial port: {exc}", port=self.port) from None
-        self._transport, self._rx, self._lost = transport, protocol, None
+        self._transport, self._rx, self._lost, self._paused = transport, protocol, None, False
+        self._serial: Any = transport.get_extra_info("serial")  # pyserial's port, for reads while paused
 
     async def close(self) -> None:
         transport, self._transport = self._transport, None
@@ -132,6 +138,12 @@ class SerialLink:
     def flush_input(self) -> None:
         rx = self._check_open()
         rx.buffer.clear()
+        if self._paused:  # what came while no reader ran is still in the port: discard it too
+            try:
+                self._serial.reset_input_buffer()
+            except (serial.SerialException, OSError) as exc:
+                self._port_lost(rx, exc)
+                raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port) from None
 
     def write(self, data: bytes) -> None:
         self._check_open()
@@ -139,18 +151,53 @@ class SerialLink:
         self._transport.write(data)
         self.bytes_out += len(data)
 
-    async def _quiet_until(self, when: float) -> None:
-        """Leave the reply in the port until monotonic `when` (a poll tick): no wake-up for its bytes.
-        A reply not whole by then is read as it comes, as any other."""
+    async def _quiet_until(self, rx: _Receiver, when: float) -> None:
+        """Leave the reply in the port until monotonic `when` (a poll tick), then read what is there
+        directly: no wake-up and no reader for its bytes, and reading stays paused while the poll
+        loop goes on (the next request goes out in this same turn). A reply not whole by then is
+        read as it comes, as any other (`request` resumes reading)."""
         transport = self._transport
-        if transport is None or when <= time.monotonic():
+        if transport is None:
             return
-        transport.pause_reading()
-        try:
+        if when > time.monotonic():
+            if not self._paused:
+                transport.pause_reading()
+                self._paused = True
             await asyncio.sleep(when - time.monotonic())
-        finally:
-            if transport is self._transport and not transport.is_closing():
+        if self._paused and transport is self._transport and not transport.is_closing():
+            self._read_now(rx)
+
+    def _read_now(self, rx: _Receiver) -> None:
+        """What the port holds, read without waiting (pyserial opens it non-blocking, VMIN = 0: an
+        empty read is "nothing yet" or a hang-up). As pyserial's own reader decides: a port that
+        says it is readable and then gives nothing is gone."""
+        fd = self._serial.fd
+        try:
+            data = os.read(fd, 4096)
+            if not data and select.select([fd], [], [], 0)[0]:
+                data = os.read(fd, 4096)
+                if not data:
+                    raise ConnectionError("the port is readable but gives no data (device disconnected?)")
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EIO: the adapter or the pty's other end went away
+            self._port_lost(rx, exc)
+            return
+        rx.buffer.extend(data)
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
                 transport.resume_reading()
+
+    def _port_lost(self, rx: _Receiver, exc: Exception) -> None:
+        """A port found gone by a direct read: as if its reader had found it (`connection_lost`)."""
+        rx.lost = rx.lost or exc
+        self._paused = False
+        if self._transport is not None:
+            self._transport.abort()
 
     async def request(self, data: bytes, decoder: ReplyDecoder, timeout_s: float, *, expected: str) -> Any:
         """Send `data` and return the first reply `decoder` yields within `timeout_s`.
@@ -164,7 +211,7 @@ class SerialLink:
         deadline = time.monotonic() + timeout_s
         read_at = READ_REPLY_AT.get()
         if read_at is not None and read_at < deadline:
-            await self._quiet_until(read_at)
+            await self._quiet_until(rx, read_at)
         seen = bytearray()
         last_error: FrameError | None = None
         while True:
@@ -190,4 +237,5 @@ class SerialLink:
                     f"no valid {expected} within {timeout_s * 1000:.0f} ms ({got}{why})",
                     port=self.port,
                 )
+            self._resume()
             await rx.wait(remaining)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.client import MQTT_ERR_SUCCESS, PUBLISH
 
 from laned.config import LaneConfig
 from laned.outbox import Outbox
@@ -79,6 +80,25 @@ def dumps(document: dict[str, Any]) -> bytes:
     return _ENCODER.encode(document).encode("utf-8")
 
 
+def publish_packet(topic: bytes, payload: bytes, *, v5: bool = False) -> bytes:
+    """One MQTT PUBLISH packet at QoS 0, not retained: the fixed header 0x30 and the remaining
+    length (MQTT 3.1.1 §2.2.3: 7 bits a byte, low first, high bit = more), the UTF-8 topic with
+    its 16-bit length, and the payload (no packet identifier at QoS 0, §3.3.2). MQTT 5 adds the
+    property length, 0 here (§3.3.2.3)."""
+    remaining = 2 + len(topic) + len(payload) + v5
+    head = bytearray(b"\x30")
+    while remaining > 0x7F:
+        head.append(remaining & 0x7F | 0x80)
+        remaining >>= 7
+    head.append(remaining)
+    head += len(topic).to_bytes(2, "big")
+    head += topic
+    if v5:
+        head.append(0)
+    head += payload
+    return bytes(head)
+
+
 def connect_failure_fields(config: LaneConfig, exc: Exception) -> dict[str, str]:
     """What a technician needs beside the library's words when the connection cannot be made:
     which files are in play, and which of them (or the broker's certificate) the error points at."""
@@ -132,6 +152,26 @@ def _direct_paho(client: aiomqtt.Client) -> Any:
     return paho
 
 
+def _plain_socket(paho: Any) -> socket.socket | None:
+    """paho's socket if live messages may be written to it directly: plain TCP only (not TLS,
+    whose records paho's SSL object must write, nor a websocket)."""
+    sock = paho.socket()
+    if not callable(getattr(paho, "_packet_queue", None)):
+        return None
+    if type(sock) is socket.socket and sock.type == socket.SOCK_STREAM:
+        return sock
+    return None
+
+
+def _queue_rest(paho: Any, rest: bytes) -> None:
+    """The unsent end of a packet the socket took only part of, put in front of anything paho
+    writes next (its out-queue is empty: `_send_live` checked), then written by paho as the socket
+    allows. paho 2.x's own queueing, `_packet_queue`, is private; it is asked for QoS 1 so that
+    the end of a QoS-0 packet does not fire paho's publish callback for a message it never
+    knew (a QoS-0 completion would also dereference a message-info that does not exist)."""
+    paho._packet_queue(PUBLISH, rest, 0, 1)
+
+
 class MqttLink:
     """One connection to the station's broker, kept up for the daemon's whole life."""
 
@@ -153,6 +193,9 @@ class MqttLink:
         self._subscriptions = subscriptions or []
         self._client: aiomqtt.Client | None = None
         self._paho: Any = None  # the connected client's paho client, for _send_live
+        self._live_socket: socket.socket | None = None  # its socket, when _send_live may write to it
+        self._v5 = config.mqtt.protocol == "5"
+        self._topic_bytes: dict[str, bytes] = {}
         self._connected = asyncio.Event()
         self._outbox_wakeup = asyncio.Event()
         self._status: bytes | None = None
@@ -197,11 +240,27 @@ class MqttLink:
     def _send_live(self, paho: Any, topic: str, payload: bytes) -> None:
         """One QoS-0 publish written to the socket now, in the caller's turn.
 
-        aiomqtt has paho ask for the socket's writability on every publish (a call_soon_threadsafe,
-        a self-pipe byte, add_writer and remove_writer: three turns of the loop and five system
-        calls a message). Without a register-write callback, paho writes the packet itself at
-        once; only if the socket takes part of it is aiomqtt's writer asked to finish it (an add
-        queued behind any other, see `_direct_paho`)."""
+        On a plain TCP connection with nothing of paho's waiting to go out, the PUBLISH packet is
+        written to the socket here: paho's own publish costs a message object, a lock, a
+        Condition, and for its on_publish callback a ReasonCode and a Properties, about half of
+        what a live message cost the lane in Python (docs/performance.md). A socket that takes
+        nothing (the broker stopped reading) drops the message, as QoS 0 may; one that takes
+        part of it gets the rest queued in paho before anything else (`_queue_rest`), so the
+        stream stays whole. Otherwise (TLS, or paho has bytes waiting) it goes through paho."""
+        sock = self._live_socket
+        if sock is not None and not paho.want_write():
+            topic_bytes = self._topic_bytes.get(topic)
+            if topic_bytes is None:
+                topic_bytes = self._topic_bytes[topic] = topic.encode("utf-8")
+            packet = publish_packet(topic_bytes, payload, v5=self._v5)
+            try:
+                sent = sock.send(packet)
+            except OSError:  # full (BlockingIOError) or broken: reconnecting is run()'s job, through paho
+                self.live_dropped += 1
+                return
+            if sent < len(packet):
+                _queue_rest(paho, packet[sent:])
+            return
         register = paho.on_socket_register_write
         paho.on_socket_register_write = None
         try:
@@ -268,6 +327,7 @@ class MqttLink:
                     client.pending_calls_threshold = max(client.pending_calls_threshold, 2 * OUTBOX_WINDOW)
                     self._client = client
                     self._paho = _direct_paho(client)
+                    self._live_socket = _plain_socket(self._paho) if self._paho is not None else None
                     attempt = 0
                     self.connects += 1
                     for topic in self._subscriptions:
@@ -292,6 +352,7 @@ class MqttLink:
                 self._connected.clear()
                 self._client = None
                 self._paho = None
+                self._live_socket = None
                 self._drain_live()
             if self._stopping:
                 break

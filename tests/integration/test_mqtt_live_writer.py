@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from laned.broker import Mosquitto
 from laned.config import parse_config
 from laned.mqtt import MqttLink
 from laned.outbox import Outbox
@@ -66,3 +69,62 @@ async def test_live_messages_racing_a_qos1_publish_leave_the_socket_idle(tmp_pat
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await running
         outbox.close()
+
+
+@pytest.mark.mosquitto
+async def test_a_live_message_the_socket_took_only_part_of_is_finished_before_anything_else(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Live messages are written to the socket directly. When the broker stops reading, the socket
+    fills; the message it takes only part of must still reach the broker whole, and before the
+    next packet (here a result), or the broker sees garbage and drops the lane."""
+    config = parse_config({"lane": {"station": "370100", "lane": "W1", "state_dir": str(tmp_path)},
+                           "mqtt": {"host": mosquitto.host, "port": mosquitto.port}}, "test", environ={})
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    link = MqttLink(config, outbox, offline_status=lambda: {"schema": "lane-status/1", "state": "offline"})
+    running = asyncio.create_task(link.run())
+    root = link.topics.root
+    assert mosquitto.process is not None
+    pid = mosquitto.process.pid
+    try:
+        async with subscriber(mosquitto.host, mosquitto.port, f"{root}/#") as station:
+            await link.wait_connected(10)
+            paho = link._paho
+            assert paho is not None and link._live_socket is not None  # plain TCP: written directly
+            pad = "x" * 400
+            sent, cut = 0, None
+            for _ in range(5):  # a fill that ends exactly on a packet boundary cuts none: drain a little, again
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    while sent < 300_000 and link.live_dropped == 0 and not paho.want_write():
+                        link.publish_live("brake-tester", {"n": sent, "pad": pad})
+                        sent += 1
+                    if paho.want_write():  # the socket took part of the last one: paho holds the rest
+                        cut = sent - 1
+                        link.enqueue(f"{root}/result/safety", {"after": cut}, kind="result")
+                        break
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                await asyncio.sleep(0.2)
+                link.live_dropped = 0
+            # without the rest handed to paho this fails here: paho holds nothing, and mosquitto, fed a
+            # cut packet, resets the connection
+            assert cut is not None, f"no cut packet's rest waiting in paho after {sent} live messages"
+            await asyncio.wait_for(_until(lambda: bool(station.on("/result/safety"))), 30)
+            assert [m.json() for m in station.on("/result/safety")] == [{"after": cut}]
+            assert link.connects == 1  # a broken stream: mosquitto would have dropped the lane
+            numbers = [m.json()["n"] for m in station.on("/live/brake-tester")]
+            assert cut in numbers  # the cut message arrived, whole (it parsed)
+            assert numbers == sorted(numbers)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        await link.stop()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        outbox.close()
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.05)
