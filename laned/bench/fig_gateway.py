@@ -13,7 +13,9 @@ A lane with live on also follows the 100 Hz curve ring (a second request a poll,
 samples a message); the bench turns that off here (`follow_curve = false`) so that both
 do the same job, and `gateway_laned_follows_curve` records which of the two was measured.
 Per process: CPU seconds per published reading (from /proc), and reading-to-subscriber
-latency (the reading's SAMPLE_INDEX says when the tester made it).
+latency (the reading's SAMPLE_INDEX says when the tester made it). In the same windows the
+floor (`laned.bench.floor_lane --brake-only`: the same job with raw sockets and no framework)
+shows what a reading costs on this machine at the least (`gateway_floor_…`).
 
 Then the same two on the job a brake lane is for, the 100 Hz force curve (`gateway_curve_…`):
 laned with its default live path (following the ring at 10 Hz polls, every sample once) and
@@ -51,6 +53,7 @@ from laned.bench.lanes import LaneRates, LaneSet, brake_follows_curve
 
 GATEWAY_PACKAGE, GATEWAY_VERSION = "modbus4mqtt", "0.7.1"
 GATEWAY_PREFIX = "bench-gateway"
+FLOOR_ROOT = "bench-floor"
 POLL_HZ = 10.0
 #: modbus4mqtt sleeps 50 ms after every block read, then `update_rate`: 0.05 gives about 10 Hz
 MODBUS4MQTT_UPDATE_RATE_S = 0.05
@@ -145,6 +148,7 @@ async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) 
         rates = LaneRates(brake_tester_hz=POLL_HZ, brake_follow_curve=curve)
         lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=rates, prefix="C" if curve else "G")
         gateway: Child | None = None
+        floor: Child | None = None
         prefix = f"{GATEWAY_PREFIX}-curve" if curve else GATEWAY_PREFIX
         try:
             await lanes.start()
@@ -153,13 +157,21 @@ async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) 
                                        curve=curve)
             gateway = Child(prefix, argv, workdir / f"{prefix}.log")
             await gateway.start()
-            measure = _curve_side_by_side if curve else _side_by_side
-            out |= await measure(lane.origins["brake-tester"], lanes, gateway, broker, lane.root, prefix, params)
-            if not curve:
+            if curve:
+                out |= await _curve_side_by_side(lane.origins["brake-tester"], lanes, gateway, broker, lane.root,
+                                                 prefix, params)
+            else:
+                floor = Child("floor", python_module("laned.bench.floor_lane", "--brake-only", "--brake-port",
+                                                     str(lane.brake_port), "--broker", f"{broker.host}:{broker.port}",
+                                                     "--root", FLOOR_ROOT), workdir / "floor.log")
+                await floor.start()
+                out |= await _side_by_side(lane.origins["brake-tester"], lanes, gateway, floor, broker, lane.root,
+                                           prefix, params)
                 out |= {"gateway_name": name, "gateway_laned_follows_curve": brake_follows_curve(rates)}
         finally:
-            if gateway is not None:
-                await gateway.stop()
+            for child in (floor, gateway):
+                if child is not None:
+                    await child.stop()
             await lanes.stop()
     return out
 
@@ -174,27 +186,28 @@ async def _wait_for_gateway(gateway: Child, counts: dict[str, int]) -> None:
     await asyncio.sleep(1.0)
 
 
-async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, broker: Broker, root: str,
-                        prefix: str, params: GatewayParams) -> dict[str, Any]:
-    counts = {"laned": 0, "gateway": 0}
-    latencies: dict[str, list[float]] = {"laned": [], "gateway": []}
+async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, floor: Child, broker: Broker,
+                        root: str, prefix: str, params: GatewayParams) -> dict[str, Any]:
+    counts = {"laned": 0, "gateway": 0, "floor": 0}
+    latencies: dict[str, list[float]] = {"laned": [], "gateway": [], "floor": []}
 
     def on_message(arrived: float, topic: str, payload: bytes) -> None:
-        who = "gateway" if topic.startswith(prefix) else "laned"
+        who = "gateway" if topic.startswith(prefix) else "floor" if topic.startswith(FLOOR_ROOT) else "laned"
         with contextlib.suppress(ValueError, AttributeError, TypeError):
             index = json.loads(payload)["sample_index"]
             counts[who] += 1
             latencies[who].append(arrived - measured_at(origin, int(index), arrived))
 
-    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot"]
+    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot", f"{FLOOR_ROOT}/live/brake-tester"]
     async with Subscriber(broker.host, broker.port, topics, on_message):
         await _wait_for_gateway(gateway, counts)
-        per_reading: dict[str, list[float]] = {"laned": [], "gateway": []}
-        rates: dict[str, list[float]] = {"laned": [], "gateway": []}
+        per_reading: dict[str, list[float]] = {"laned": [], "gateway": [], "floor": []}
+        rates: dict[str, list[float]] = {"laned": [], "gateway": [], "floor": []}
         for key in latencies:
             latencies[key].clear()
         for _ in range(params.repeats):
-            meters = {"laned": CpuMeter(lanes.daemon_pids[0]), "gateway": CpuMeter(gateway.pid)}
+            meters = {"laned": CpuMeter(lanes.daemon_pids[0]), "gateway": CpuMeter(gateway.pid),
+                      "floor": CpuMeter(floor.pid)}
             for meter in meters.values():
                 meter.start()
             before = dict(counts)
@@ -213,6 +226,12 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
     gateway_cpu = out["gateway_cpu_ms_per_reading"]
     laned_cpu = out["gateway_laned_cpu_ms_per_reading"]
     out["gateway_cpu_ratio"] = rounded(laned_cpu / gateway_cpu, 3) if gateway_cpu else None
+    if not floor.running:
+        raise RuntimeError(f"the floor exited:\n{floor.log_tail()}")
+    out["gateway_floor_cpu_ms_per_reading"] = rounded((median(per_reading["floor"]) or 0.0) * 1000, 3)
+    out["gateway_floor_readings_per_s"] = rounded(median(rates["floor"]), 1)
+    floor_cpu = out["gateway_floor_cpu_ms_per_reading"]
+    out["gateway_floor_cpu_ratio"] = rounded(floor_cpu / gateway_cpu, 3) if gateway_cpu else None
     return out
 
 

@@ -6,6 +6,11 @@ analyzer (10 Hz), opacimeter (20 Hz) and brake tester (its 100 Hz curve followed
 as one live message carrying the ~10 new samples) publishing live readings, the CPU seconds per minute and the peak RSS
 of each daemon process, read from /proc. Simulators, broker and bench are other processes.
 
+Floor (4): the same I/O as one lane, done by `laned.bench.floor_lane` (raw sockets, no
+framework) on its own simulators and the same broker: what the machine charges for the lane's
+wake-ups and system calls plus the least Python that carries them. `cpu_lane_over_floor` is
+figure 4 against it: what laned's drivers, checks and libraries add.
+
 Latency (3): with one lane, every `…/live/…` message is timed in a loopback subscriber
 against the moment the simulator made the measurement it carries (its SEQ or
 SAMPLE_INDEX counts the simulator's ticks from a known origin); and after the cost
@@ -28,8 +33,19 @@ from typing import Any
 
 import aiomqtt
 
-from laned.bench.common import Broker, CpuMeter, Subscriber, measured_at, median, percentile, proc_status_kb, rounded
-from laned.bench.lanes import STATION, TOPIC_PREFIX, BenchLane, LaneSet
+from laned.bench.common import (
+    Broker,
+    Child,
+    CpuMeter,
+    Subscriber,
+    measured_at,
+    median,
+    percentile,
+    proc_status_kb,
+    python_module,
+    rounded,
+)
+from laned.bench.lanes import STATION, TOPIC_PREFIX, BenchLane, LaneRates, LaneSet
 
 #: the field of each device's live message that counts its simulator's ticks
 COUNTER_FIELD = {"gas-analyzer": "seq", "opacimeter": "seq", "brake-tester": "sample_index"}
@@ -81,7 +97,49 @@ async def measure_lanes(workdir: Path, broker: Broker, params: LaneParams) -> di
     results: dict[str, Any] = {}
     for count in params.counts:
         results.update(await _lanes(workdir / f"n{count}", broker, count, params))
+    if 1 in params.counts:
+        results.update(await _floor(workdir / "floor", broker, params))
+        lane, floor = results.get("cpu_lane_pct_core_n1"), results["cpu_floor_pct_core"]
+        results["cpu_lane_over_floor"] = rounded(lane / floor, 2) if lane and floor else None
     return results
+
+
+async def _floor(workdir: Path, broker: Broker, params: LaneParams) -> dict[str, Any]:
+    """The floor process on a lane's simulators: its CPU over windows as long as the N-lane ones
+    (it has no start-up to wait out), and its message rate (it must do the lane's work: 40
+    messages a second)."""
+    lane = BenchLane("F1", workdir / "F1", ("gas-analyzer", "opacimeter", "brake-tester"), LaneRates())
+    floor: Child | None = None
+    try:
+        await lane.start_sims()
+        await lane.sims_ready()
+        floor = Child("floor lane", python_module(
+            "laned.bench.floor_lane", "--gas", str(lane.workdir / "gas-analyzer"), "--opac",
+            str(lane.workdir / "opacimeter"), "--brake-port", str(lane.brake_port),
+            "--broker", f"{broker.host}:{broker.port}", "--root", lane.root), workdir / "floor.log")
+        count = [0]
+        async with Subscriber(broker.host, broker.port, [f"{lane.root}/live/#"],
+                              lambda _arrived, _topic, _payload: count.__setitem__(0, count[0] + 1)):
+            await floor.start()
+            await asyncio.sleep(1.0)  # it has nothing to settle but its imports
+            shares: list[float] = []
+            count[0], started = 0, time.monotonic()
+            for _ in range(params.repeats):
+                meter = CpuMeter(floor.pid)
+                meter.start()
+                await asyncio.sleep(params.window_many_s)
+                if not floor.running:
+                    raise RuntimeError(f"the floor lane exited:\n{floor.log_tail()}")
+                cpu, wall = meter.read()
+                shares.append(cpu / wall)
+            rate = count[0] / (time.monotonic() - started)
+    finally:
+        if floor is not None:
+            await floor.stop()
+        await lane.stop()
+    share = median(shares)
+    assert share is not None
+    return {"cpu_floor_pct_core": rounded(share * 100, 2), "cpu_floor_messages_per_s": rounded(rate, 1)}
 
 
 async def _lanes(workdir: Path, broker: Broker, count: int, params: LaneParams) -> dict[str, Any]:

@@ -32,12 +32,14 @@ FIGURE_KEYS: dict[str, tuple[str, ...]] = {
     "curves": ("lossless_ratio", "lossless_ratio_rtu", "lossless_ratio_tcp", "curve_rtu_bus_left_fraction",
                "curve_tcp_bus_left_fraction"),
     "lanes": ("latency_live_p50_ms", "latency_live_p99_ms", "latency_result_p50_ms", "latency_result_p99_ms",
-              "cpu_lane_s_per_min", "cpu_lane_pct_core", "rss_lane_peak_mb"),
+              "cpu_lane_s_per_min", "cpu_lane_pct_core", "rss_lane_peak_mb", "cpu_floor_pct_core",
+              "cpu_lane_over_floor"),
     "outbox": ("outbox_results_per_s", "outbox_drain_10k_s", "outbox_latency_p50_ms", "outbox_latency_p99_ms"),
     "gateway": ("gateway_cpu_ms_per_reading", "gateway_laned_cpu_ms_per_reading", "gateway_cpu_ratio",
                 "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
                 "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
-                "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio"),
+                "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio",
+                "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio"),
 }
 
 
@@ -55,7 +57,7 @@ def plan_for(quick: bool, repeats: int, lane_counts: tuple[int, ...]) -> Plan:
     if quick:
         return Plan(SerialParams(2.0, repeats), CurveParams(2.0, repeats),
                     LaneParams(lane_counts, 3.0, 2.0, repeats, 3),
-                    OutboxParams(300, repeats, 30, 1), 3.0, repeats)
+                    OutboxParams(300, repeats, 30, 1), 2.5, repeats)
     return Plan(SerialParams(10.0, repeats), CurveParams(60.0 / repeats, repeats),
                 LaneParams(lane_counts, 20.0, 10.0, repeats, 20),
                 OutboxParams(2000, repeats, 200, repeats), 20.0, repeats)
@@ -178,6 +180,8 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], bool] | None]] = [
     ("3 last measurement -> results p99", "latency_result_p99_ms", "ms", "", None),
     ("4 CPU of one lane", "cpu_lane_pct_core", "% core", "≤ 2", lambda v: v <= 2.0),
     ("  CPU of one lane", "cpu_lane_s_per_min", "s/min", "≤ 1.2", lambda v: v <= 1.2),
+    ("  the same I/O, least Python (floor)", "cpu_floor_pct_core", "% core", "", None),
+    ("  lane / floor", "cpu_lane_over_floor", "", "", None),
     ("4 peak RSS of one lane", "rss_lane_peak_mb", "MB", "≤ 80", lambda v: v <= 80),
     ("5 outbox results to PUBACK", "outbox_results_per_s", "/s", "", None),
     ("5 drain 10,000 after an outage", "outbox_drain_10k_s", "s", "", None),
@@ -185,6 +189,7 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], bool] | None]] = [
     ("6 laned CPU per reading", "gateway_laned_cpu_ms_per_reading", "ms", "", None),
     ("6 gateway CPU per reading", "gateway_cpu_ms_per_reading", "ms", "", None),
     ("6 laned / gateway CPU per reading", "gateway_cpu_ratio", "", "≤ 0.5", lambda v: v <= 0.5),
+    ("  floor (same job, least Python) / gateway", "gateway_floor_cpu_ratio", "", "", None),
     ("6 laned reading -> subscriber p50", "gateway_laned_latency_p50_ms", "ms", "", None),
     ("6 gateway reading -> subscriber p50", "gateway_latency_p50_ms", "ms", "", None),
     ("6 curve samples delivered, laned", "gateway_curve_laned_captured_ratio", "", "= 1.0", lambda v: v >= 0.99),

@@ -24,12 +24,13 @@ FIGURE_KEYS = [
     "lossless_ratio", "lossless_ratio_rtu", "lossless_ratio_tcp",
     "curve_rtu_bus_left_fraction", "curve_tcp_bus_left_fraction",
     "latency_live_p50_ms", "latency_live_p99_ms", "latency_result_p50_ms", "latency_result_p99_ms",
-    "cpu_lane_s_per_min", "cpu_lane_pct_core", "rss_lane_peak_mb",
+    "cpu_lane_s_per_min", "cpu_lane_pct_core", "rss_lane_peak_mb", "cpu_floor_pct_core", "cpu_lane_over_floor",
     "outbox_results_per_s", "outbox_drain_10k_s", "outbox_latency_p50_ms", "outbox_latency_p99_ms",
     "gateway_cpu_ms_per_reading", "gateway_laned_cpu_ms_per_reading", "gateway_cpu_ratio",
     "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
     "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
     "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio",
+    "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio",
 ]
 MEASURED_HERE = [key for key in FIGURE_KEYS if not key.startswith("gateway_")]
 
