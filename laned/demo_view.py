@@ -30,15 +30,21 @@ def pad(text: str, size: int) -> str:
     return text + " " * (size - width(text))
 
 
+#: the values an item line shows (the first three present), each as a label and its unit: the
+#: key names' unit suffixes made lines too wide for a column of the side-by-side view
+ITEM_VALUES = {
+    "brake_rate_pct": ("brake", "%"), "axle_brake_rate_pct": ("axle", "%"), "imbalance_pct": ("imbalance", "%"),
+    "rate_pct": ("rate", "%"), "mean_k_m1": ("K", "m⁻¹"), "idle_co_pct": ("CO", "%"), "idle_hc_ppm": ("HC", "ppm"),
+    "high_idle_co_pct": ("high CO", "%"), "high_idle_hc_ppm": ("high HC", "ppm"), "lambda": ("λ", ""),
+}
+
+
 def item_line(item: dict[str, Any]) -> str:
     values = item.get("values") or {}
-    shown = []
-    for key in ("brake_rate_pct", "axle_brake_rate_pct", "imbalance_pct", "rate_pct", "mean_k_m1",
-                "idle_co_pct", "idle_hc_ppm", "high_idle_co_pct", "high_idle_hc_ppm", "lambda"):
-        if key in values and values[key] is not None:
-            shown.append(f"{key}={values[key]}")
+    shown = [f"{label} {values[key]}{' ' + unit if unit else ''}" for key, (label, unit) in ITEM_VALUES.items()
+             if values.get(key) is not None]
     reason = f" — {item['reason']}" if item.get("reason") else ""
-    return f"{item['code']:<5}{item['verdict']:<14}{' '.join(shown[:3])}{reason}"
+    return f"{item['code']:<5}{item['verdict']:<14}{'  '.join(shown[:3])}{reason}"
 
 
 def result_lines(result: dict[str, Any]) -> list[str]:

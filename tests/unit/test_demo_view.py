@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from laned.demo_view import Screen, pad
+from laned.demo_view import COLUMN, Screen, item_line, pad, width
 
 
 def test_a_short_text_is_filled_to_the_column_counting_chinese_characters_as_two_cells() -> None:
@@ -34,6 +34,21 @@ def test_the_two_results_stand_in_separate_columns_with_a_gap_between_them() -> 
     Screen(plain=False, stream=out).results(result("safety", "B1"), result("emissions", "WJ"))
     rows = out.getvalue().splitlines()
     item_row = next(row for row in rows if row.startswith("B1"))
-    # code 5 + verdict 14 + 'axle_brake_rate_pct=63.9' 24 + ' imbalance_pct' 14 = 57 cells, then '…'
-    # closes the 58-cell column, two spaces, and the emissions item
-    assert item_row.startswith("B1   pass          axle_brake_rate_pct=63.9 imbalance_pct…  WJ   pass")
+    # code 5 + verdict 14 + 'axle 63.9 %' 11 + 2 + 'imbalance 7.25 %' 16 + 2 + 'rate 99.9 %' 11 = 61 cells:
+    # the 58-cell column ends in '…' after 'rate 99', then two spaces, and the emissions item
+    assert item_row.startswith("B1   pass          axle 63.9 %  imbalance 7.25 %  rate 99…  WJ   pass")
+
+
+def test_an_axle_line_shows_its_rate_and_imbalance_with_units_whole() -> None:
+    item = {"code": "B2", "verdict": "not_completed",
+            "values": {"left_wheel_load_kg": 412, "axle_brake_rate_pct": 58.1, "imbalance_pct": 12.4,
+                       "imbalance_basis": "max_force"}}
+    line = item_line(item)
+    assert line == "B2   not_completed axle 58.1 %  imbalance 12.4 %"
+    assert width(line) <= COLUMN - 2  # fits its column of the side-by-side view
+
+
+def test_emission_values_are_named_as_on_a_report() -> None:
+    item = {"code": "WJ", "verdict": "fail", "reason": "CO over the limit",
+            "values": {"idle_co_pct": 0.9, "idle_hc_ppm": 120, "high_idle_co_pct": 0.4, "lambda": 1.02}}
+    assert item_line(item) == "WJ   fail          CO 0.9 %  HC 120 ppm  high CO 0.4 % — CO over the limit"
