@@ -43,6 +43,10 @@ def item_line(item: dict[str, Any]) -> str:
     values = item.get("values") or {}
     shown = [f"{label} {values[key]}{' ' + unit if unit else ''}" for key, (label, unit) in ITEM_VALUES.items()
              if values.get(key) is not None]
+    idle, high = values.get("idle"), values.get("high_idle")
+    if isinstance(idle, dict) and isinstance(high, dict):  # two-speed idle: low / high idle, as on a report
+        shown = [f"CO {idle.get('co_pct')}/{high.get('co_pct')} %", f"HC {idle.get('hc_ppm')}/{high.get('hc_ppm')} ppm",
+                 f"λ {values.get('lambda_analyzer')}"]
     reason = f" — {item['reason']}" if item.get("reason") else ""
     return f"{item['code']:<5}{item['verdict']:<14}{'  '.join(shown[:3])}{reason}"
 

@@ -52,3 +52,12 @@ def test_emission_values_are_named_as_on_a_report() -> None:
     item = {"code": "WJ", "verdict": "fail", "reason": "CO over the limit",
             "values": {"idle_co_pct": 0.9, "idle_hc_ppm": 120, "high_idle_co_pct": 0.4, "lambda": 1.02}}
     assert item_line(item) == "WJ   fail          CO 0.9 %  HC 120 ppm  high CO 0.4 % — CO over the limit"
+
+
+def test_a_two_speed_idle_line_shows_low_and_high_idle_and_lambda() -> None:
+    item = {"code": "SDS", "verdict": "pass",
+            "values": {"idle": {"co_pct": 0.08, "hc_ppm": 12, "lambda": 1.01},
+                       "high_idle": {"co_pct": 0.05, "hc_ppm": 9, "lambda": 1.004}, "lambda_analyzer": 1.004}}
+    line = item_line(item)
+    assert line == "SDS  pass          CO 0.08/0.05 %  HC 12/9 ppm  λ 1.004"
+    assert width(line) <= COLUMN - 2
