@@ -6,6 +6,12 @@ The input is flushed before every request, so a late reply to an earlier
 request can never be taken for the answer to this one. A lost port (an
 unplugged USB adapter, a pty that went away) ends the link with
 `DeviceUnavailable`; the driver's life cycle reconnects.
+
+A poll's request (the poll loop sets `READ_REPLY_AT`) leaves its reply in the port until the
+loop's next tick and reads it there straight from the descriptor; between polls the port has
+no reader at all, so the replies of a 20 Hz device cost no wake-up and no event-loop work of
+their own (docs/performance.md). Any other request, and a reply not whole at the tick, has the
+transport's reader back and takes bytes as they come.
 """
 
 from __future__ import annotations
@@ -109,7 +115,7 @@ class SerialLink:
         except (serial.SerialException, OSError) as exc:
             raise DeviceUnavailable(self.device, f"cannot open serial port: {exc}", port=self.port) from None
         self._transport, self._rx, self._lost, self._paused = transport, protocol, None, False
-        self._serial: Any = transport.get_extra_info("serial")  # pyserial's port, for reads while paused
+        self._serial = transport.get_extra_info("serial")  # pyserial's port, for reads while paused
 
     async def close(self) -> None:
         transport, self._transport = self._transport, None
@@ -180,7 +186,7 @@ class SerialLink:
                     raise ConnectionError("the port is readable but gives no data (device disconnected?)")
         except BlockingIOError:
             return
-        except OSError as exc:  # EIO: the adapter or the pty's other end went away
+        except OSError as exc:  # EIO: the adapter or the pty's other end went away (and the ConnectionError above)
             self._port_lost(rx, exc)
             return
         rx.buffer.extend(data)
