@@ -218,11 +218,11 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
                 per_reading[who].append(cpu / readings if readings else float("nan"))
                 rates[who].append(readings / wall)
     out: dict[str, Any] = {}
-    for who, prefix in (("laned", "gateway_laned"), ("gateway", "gateway")):
-        out[f"{prefix}_cpu_ms_per_reading"] = rounded((median(per_reading[who]) or 0.0) * 1000, 3)
-        out[f"{prefix}_readings_per_s"] = rounded(median(rates[who]), 1)
-        out[f"{prefix}_latency_p50_ms"] = rounded((percentile(latencies[who], 50) or 0.0) * 1000, 2)
-        out[f"{prefix}_latency_p99_ms"] = rounded((percentile(latencies[who], 99) or 0.0) * 1000, 2)
+    for who, key in (("laned", "gateway_laned"), ("gateway", "gateway")):
+        out[f"{key}_cpu_ms_per_reading"] = rounded((median(per_reading[who]) or 0.0) * 1000, 3)
+        out[f"{key}_readings_per_s"] = rounded(median(rates[who]), 1)
+        out[f"{key}_latency_p50_ms"] = rounded((percentile(latencies[who], 50) or 0.0) * 1000, 2)
+        out[f"{key}_latency_p99_ms"] = rounded((percentile(latencies[who], 99) or 0.0) * 1000, 2)
     gateway_cpu = out["gateway_cpu_ms_per_reading"]
     laned_cpu = out["gateway_laned_cpu_ms_per_reading"]
     out["gateway_cpu_ratio"] = rounded(laned_cpu / gateway_cpu, 3) if gateway_cpu else None

@@ -37,8 +37,7 @@ from protocols import gas_analyzer as ga
 from protocols import opacimeter as op
 
 TICK_S = 0.05
-SNAPSHOT = (0, 16)  # input registers 0..15
-RING_BASE = 1000
+SNAPSHOT = (bt.SNAPSHOT_ADDRESS, bt.SNAPSHOT_COUNT)  # input registers 0..15
 
 
 def _open_port(path: str) -> int:
@@ -70,7 +69,7 @@ class FloorLane:
         if not self.brake_only:
             self.gas, self.opac = _open_port(args.gas), _open_port(args.opac)
         self.gas_request = ga.encode_request(ga.Command.READ_MAIN)
-        self.opac_request = bytes([op.Command.REALTIME, (-op.Command.REALTIME) & 0xFF])
+        self.opac_request = op.encode_request(op.Command.REALTIME)
         host, port = args.broker.rsplit(":", 1)
         self.mqtt = _connect_mqtt(host, int(port), f"laned-floor-{os.getpid()}".encode())
         self.topics = {d: f"{args.root}/live/{d}".encode() for d in ("gas-analyzer", "opacimeter", "brake-tester")}
@@ -159,9 +158,9 @@ class FloorLane:
                 self._modbus(*SNAPSHOT)
             else:  # the ten samples up to the newest index seen, then the snapshot that validates them
                 first = (self.newest - 9) % bt.INDEX_MODULUS
-                count = 2 * min(10, 512 - first % 512)
+                count = bt.SAMPLE_REGISTERS * min(10, bt.DEFAULT_RING_SIZE - first % bt.DEFAULT_RING_SIZE)
                 self.step = "ring"
-                self._modbus(RING_BASE + 2 * (first % 512), count)
+                self._modbus(bt.ring_address(first), count)
         self.loop.call_at(self.t0 + (self.n + 1) * self.tick_s, self._tick)
 
 
