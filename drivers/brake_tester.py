@@ -228,7 +228,7 @@ class BrakeTesterDriver(Driver):
             after = await self._read_snapshot()
             lost = cursor.lost
             try:
-                samples = cursor.accept(read, registers, after.sample_index)
+                first_index, forces = cursor.accept_forces(read, registers, after.sample_index)
             except (ProtocolError, ValueError) as exc:  # the index went back: the tester restarted
                 self.log.warning("live_curve_restarted", reason=str(exc))
                 self._follow = None
@@ -239,11 +239,11 @@ class BrakeTesterDriver(Driver):
                 left.clear()
                 right.clear()
                 first = None
-            if samples:
+            if forces:
                 if first is None:
-                    first = samples[0].index
-                left.extend(x.left_force_n // bt.DAN_N for x in samples)
-                right.extend(x.right_force_n // bt.DAN_N for x in samples)
+                    first = first_index
+                left.extend(forces[0::2])
+                right.extend(forces[1::2])
         if after is None:
             after = await self._read_snapshot()
         followed = bt.FollowedSnapshot(**after.__dict__, first_sample_index=first,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import select
+import termios
 import time
 from typing import Any, Protocol
 
@@ -146,8 +147,8 @@ class SerialLink:
         rx.buffer.clear()
         if self._paused:  # what came while no reader ran is still in the port: discard it too
             try:
-                self._serial.reset_input_buffer()
-            except (serial.SerialException, OSError) as exc:
+                termios.tcflush(self._serial.fd, termios.TCIFLUSH)  # pyserial's reset_input_buffer, less its checks
+            except (termios.error, OSError) as exc:
                 self._port_lost(rx, exc)
                 raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port) from None
 

@@ -66,19 +66,26 @@ _AS_IS = frozenset({int, str, bool, type(None)})
 #: field names of each reading type, looked up once: `dataclasses.fields()` at every reading
 #: was a tenth of a live message's cost (docs/performance.md)
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+#: a flag value's member names, by its type and value: a Flag's members are found by iterating its
+#: class (an IntFlag equals any int of its value, so the type is part of the key)
+_FLAG_NAMES: dict[tuple[type, Any], list[str]] = {}
 
 
 def _plain(value: Any) -> Any:
     if type(value) in _AS_IS:
         return value
     if isinstance(value, enum.Flag) and not isinstance(value, enum.IntEnum):
-        return [member.name.lower() for member in type(value) if member in value and member.name]
+        key = (type(value), value.value)
+        names = _FLAG_NAMES.get(key)
+        if names is None:
+            names = _FLAG_NAMES[key] = [m.name.lower() for m in type(value) if m in value and m.name]
+        return list(names)
     if isinstance(value, enum.Enum):
         return value.name.lower()
     if isinstance(value, float):
         return round(value, 6)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+    if isinstance(value, (list, tuple)):  # the brake tester's curve samples: ints, no call each
+        return [v if type(v) in _AS_IS else _plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value

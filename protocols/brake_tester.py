@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import IntEnum, StrEnum
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, TypeVar
 
 from protocols.errors import ProtocolError
+
+E = TypeVar("E", bound=IntEnum)
 
 INDEX_MODULUS = 65536
 #: half the index space: a sample "ahead" of SAMPLE_INDEX by less than this is in the future
@@ -253,8 +255,14 @@ def int32_to_registers(value: int) -> tuple[int, int]:
 
 
 def registers_to_int32(high: int, low: int) -> int:
-    raw = (_check_register(high) << 16) | _check_register(low)
-    return raw - (1 << 32) if raw & 0x80000000 else raw
+    """Two registers, high word first, as a signed 32-bit value."""
+    return _int32(_check_register(high), _check_register(low))
+
+
+def _int32(high: int, low: int) -> int:
+    """`registers_to_int32` of two registers already checked."""
+    raw = (high << 16) | low
+    return raw - 0x100000000 if raw & 0x80000000 else raw
 
 
 def int16_to_register(value: int) -> int:
@@ -357,31 +365,46 @@ class TesterSettings:
     auto_stop_s: int = 60
 
 
-def _enum(kind: type[IntEnum], raw: int, name: str) -> int:
-    try:
-        return kind(raw)
-    except ValueError:
+def _check_registers(registers: Sequence[int]) -> None:
+    """Every value a register holds (0–65535); one pass for a whole reply."""
+    if registers and (min(registers) < 0 or max(registers) > 0xFFFF):
+        bad = next(v for v in registers if not 0 <= v <= 0xFFFF)
+        raise ProtocolError(f"register value {bad} is not 0–65535")
+
+
+#: STATE and FAULT_CODE members by value: the snapshot is decoded at every poll, and calling an
+#: IntEnum is a Python-level lookup (docs/performance.md)
+_MEMBERS: dict[type[IntEnum], dict[int, IntEnum]] = {
+    kind: {int(m): m for m in kind} for kind in (TesterState, FaultCode)
+}
+
+
+def _enum(kind: type[E], raw: int, name: str) -> E:
+    member = _MEMBERS[kind].get(raw)
+    if member is None:
         known = ", ".join(f"{m.value} {m.name}" for m in kind)
-        raise ProtocolError(f"{name} = {raw} is not a known value ({known})") from None
+        raise ProtocolError(f"{name} = {raw} is not a known value ({known})")
+    return member  # type: ignore[return-value]  # _MEMBERS[kind] holds members of kind
 
 
 def decode_snapshot(registers: Sequence[int]) -> TesterSnapshot:
     """Input registers 0..15 (16 values) as a TesterSnapshot."""
     if len(registers) != SNAPSHOT_COUNT:
         raise ProtocolError(f"snapshot needs input registers 0..15 (16 values), got {len(registers)}")
-    r = [_check_register(v) for v in registers]
+    _check_registers(registers)
+    r = registers
     ring_size = r[InputRegister.RING_SIZE]
     if not 1 <= ring_size <= HALF_INDEX:
         raise ProtocolError(f"RING_SIZE = {ring_size} is not 1–{HALF_INDEX}")
     return TesterSnapshot(
-        left_force_n=registers_to_int32(r[0], r[1]),
-        right_force_n=registers_to_int32(r[2], r[3]),
-        left_load_n=registers_to_int32(r[4], r[5]),
-        right_load_n=registers_to_int32(r[6], r[7]),
+        left_force_n=_int32(r[0], r[1]),
+        right_force_n=_int32(r[2], r[3]),
+        left_load_n=_int32(r[4], r[5]),
+        right_load_n=_int32(r[6], r[7]),
         left_speed_kmh=round(r[InputRegister.LEFT_SPEED] * SPEED_SCALE_KMH, 2),
         right_speed_kmh=round(r[InputRegister.RIGHT_SPEED] * SPEED_SCALE_KMH, 2),
-        state=TesterState(_enum(TesterState, r[InputRegister.STATE], "STATE")),
-        fault_code=FaultCode(_enum(FaultCode, r[InputRegister.FAULT_CODE], "FAULT_CODE")),
+        state=_enum(TesterState, r[InputRegister.STATE], "STATE"),
+        fault_code=_enum(FaultCode, r[InputRegister.FAULT_CODE], "FAULT_CODE"),
         sample_index=r[InputRegister.SAMPLE_INDEX],
         sample_rate_hz=r[InputRegister.SAMPLE_RATE],
         ring_size=ring_size,
@@ -499,13 +522,11 @@ def plan_ring_reads(
     done = 0
     while done < available:
         start = (first + done) % INDEX_MODULUS
-        n = 1
-        while n < per_read and done + n < available:
-            following = (start + n) % INDEX_MODULUS
-            if ring_address(following, ring_size) != ring_address(start, ring_size) + SAMPLE_REGISTERS * n:
-                break  # the ring ends here: the next sample is back at its first slot
-            n += 1
-        reads.append(RingRead(ring_address(start, ring_size), SAMPLE_REGISTERS * n, start))
+        slot = start % ring_size
+        # contiguous registers end where the ring ends (back to slot 0) or where the index wraps at
+        # 65536 (slot 0 again, even when RING_SIZE does not divide 65536)
+        n = min(per_read, available - done, ring_size - slot, INDEX_MODULUS - start)
+        reads.append(RingRead(RING_BASE + SAMPLE_REGISTERS * slot, SAMPLE_REGISTERS * n, start))
         done += n
     return reads
 
@@ -545,18 +566,23 @@ def validate_block(first_index: int, size: int, sample_index_after: int, ring_si
     return BlockCheck(min(size, max(0, behind_first - ring_size + 1)), size)
 
 
-def decode_ring_samples(first_index: int, registers: Sequence[int], first_seq: int = 0) -> list[CurveSample]:
-    """Ring registers (int16 daN pairs, left then right) as samples in N."""
+def ring_forces_dan(registers: Sequence[int]) -> list[int]:
+    """Ring registers as the signed forces they hold, in daN: left, right, left, right, …"""
     if len(registers) % SAMPLE_REGISTERS:
         raise ProtocolError(f"ring read of {len(registers)} registers is not whole samples (2 registers each)")
+    _check_registers(registers)
+    return [v - 0x10000 if v & 0x8000 else v for v in registers]
+
+
+def decode_ring_samples(first_index: int, registers: Sequence[int], first_seq: int = 0) -> list[CurveSample]:
+    """Ring registers (int16 daN pairs, left then right) as samples in N."""
+    return _samples(first_index, ring_forces_dan(registers), first_seq)
+
+
+def _samples(first_index: int, forces: list[int], first_seq: int) -> list[CurveSample]:
     return [
-        CurveSample(
-            (first_index + k) % INDEX_MODULUS,
-            register_to_int16(registers[2 * k]) * DAN_N,
-            register_to_int16(registers[2 * k + 1]) * DAN_N,
-            first_seq + k,
-        )
-        for k in range(len(registers) // SAMPLE_REGISTERS)
+        CurveSample((first_index + k) % INDEX_MODULUS, forces[2 * k] * DAN_N, forces[2 * k + 1] * DAN_N, first_seq + k)
+        for k in range(len(forces) // SAMPLE_REGISTERS)
     ]
 
 
@@ -612,6 +638,13 @@ class CurveCursor:
 
         `read` must start at or after the cursor (a planned read); samples it skipped and samples
         overwritten during the read are counted as lost."""
+        first, forces = self.accept_forces(read, registers, sample_index_after)
+        count = len(forces) // SAMPLE_REGISTERS
+        return _samples(first, forces, self.next_seq - count)
+
+    def accept_forces(self, read: RingRead, registers: Sequence[int], sample_index_after: int) -> tuple[int, list[int]]:
+        """`accept` for a reader that wants the ring's own values (a live message): the index of the
+        first valid sample and their forces in daN, left and right alternating (`ring_forces_dan`)."""
         if len(registers) != read.register_count:
             raise ProtocolError(
                 f"ring read at {read.address} returned {len(registers)} registers, asked {read.register_count}"
@@ -624,13 +657,12 @@ class CurveCursor:
             )
         check = validate_block(read.first_sample, read.samples, sample_index_after, self.ring_size)
         self._lose(skipped + check.lost)
-        good = decode_ring_samples(
-            self.next_index, registers[SAMPLE_REGISTERS * check.valid_from :], first_seq=self.next_seq
-        )
-        self.next_index = (self.next_index + len(good)) % INDEX_MODULUS
-        self.next_seq += len(good)
-        self.delivered += len(good)
-        return good
+        forces = ring_forces_dan(registers[SAMPLE_REGISTERS * check.valid_from :])
+        first, count = self.next_index, len(forces) // SAMPLE_REGISTERS
+        self.next_index = (self.next_index + count) % INDEX_MODULUS
+        self.next_seq += count
+        self.delivered += count
+        return first, forces
 
     def skip_to(self, index: int) -> int:
         """Move forward to `index` (e.g. after the tester restarted), counting what lies between as

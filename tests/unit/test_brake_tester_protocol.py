@@ -159,6 +159,22 @@ def test_unknown_state_is_a_protocol_error_naming_state() -> None:
         bt.decode_snapshot(registers)
 
 
+def test_unknown_fault_code_is_a_protocol_error_naming_fault_code() -> None:
+    registers = bt.encode_snapshot(MANUAL_SNAPSHOT)
+    registers[11] = 7  # the manual's codes end at 6 (emergency stop)
+    with pytest.raises(ProtocolError, match="FAULT_CODE = 7"):
+        bt.decode_snapshot(registers)
+
+
+def test_a_register_value_no_register_can_hold_is_a_protocol_error_naming_it() -> None:
+    registers = bt.encode_snapshot(MANUAL_SNAPSHOT)
+    registers[3] = 70000
+    with pytest.raises(ProtocolError, match="register value 70000"):
+        bt.decode_snapshot(registers)
+    with pytest.raises(ProtocolError, match="register value -1"):
+        bt.ring_forces_dan([0x0131, -1])
+
+
 def test_discrete_inputs_decode_from_a_byte_padded_bit_read() -> None:
     bits = [True, False, True, True, False, False, True, True]  # pymodbus pads to 8 bits
     assert bt.decode_inputs(bits) == bt.TesterInputs(
@@ -211,6 +227,9 @@ def test_ring_registers_decode_to_newtons() -> None:
     samples = bt.decode_ring_samples(4711, [0x0131, 0xFFF6, 0x0000, 0x0001])
     assert samples == [bt.CurveSample(4711, 3050, -100, 0), bt.CurveSample(4712, 0, 10, 1)]
     assert bt.encode_ring_sample(3050, -100) == (0x0131, 0xFFF6)
+    assert bt.ring_forces_dan([0x0131, 0xFFF6, 0x0000, 0x0001]) == [305, -10, 0, 1]  # daN, as the ring holds them
+    with pytest.raises(ProtocolError, match="not whole samples"):
+        bt.ring_forces_dan([0x0131, 0xFFF6, 0x0000])
 
 
 # ----- planning ring reads -------------------------------------------------------------------------
@@ -354,6 +373,21 @@ def test_cursor_counts_samples_overwritten_before_and_during_a_read() -> None:
     assert [s.index for s in samples] == list(range(98, 150))
     assert samples[0].seq == 98
     assert (samples[0].left_force_n, samples[0].right_force_n) == (980, -980)
+
+
+def test_cursor_hands_a_live_follower_the_rings_own_dan_values_after_the_same_checks() -> None:
+    ring = FakeRing()
+    ring.produce(600)
+    cursor = bt.CurveCursor(0, 512)
+    read = cursor.plan(ring.newest)[0]
+    registers = ring.read(read)  # samples 88 … 149, of which 88 … 97 are overwritten during the read
+    ring.produce(10)
+    first, forces = cursor.accept_forces(read, registers, ring.newest)
+    assert first == 98
+    assert forces[:4] == [98, -98, 99, -99]  # sample i holds (i mod 3000, −(i mod 700)) daN
+    assert forces[-2:] == [149, -149]
+    assert len(forces) == 2 * 52
+    assert (cursor.lost, cursor.delivered, cursor.next_index, cursor.next_seq) == (98, 52, 150, 150)
 
 
 def test_cursor_refuses_a_read_that_would_deliver_samples_twice() -> None:
