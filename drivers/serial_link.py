@@ -146,8 +146,10 @@ class SerialLink:
         rx = self._check_open()
         rx.buffer.clear()
         if self._paused:  # what came while no reader ran is still in the port: discard it too
-            try:
-                termios.tcflush(self._serial.fd, termios.TCIFLUSH)  # pyserial's reset_input_buffer, less its checks
+            try:  # pyserial's reset_input_buffer is this ioctl behind two more calls
+                if not self._serial.is_open:
+                    raise ConnectionError("the port was closed")
+                termios.tcflush(self._serial.fd, termios.TCIFLUSH)
             except (termios.error, OSError) as exc:
                 self._port_lost(rx, exc)
                 raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port) from None

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pty
 import time
 from pathlib import Path
 
 import pytest
 
 from drivers.base import READ_REPLY_AT, Backoff
+from drivers.errors import DeviceUnavailable
 from drivers.opacimeter import OpacimeterDriver
 from drivers.serial_link import SerialLink
 from simulators.opacimeter import MeterSettings, OpacimeterSimulator
@@ -76,3 +79,29 @@ async def test_a_20_hz_poll_still_polls_20_times_a_second(tmp_path: Path) -> Non
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
                     await task
+
+
+async def test_a_port_gone_while_reading_was_paused_is_a_lost_port_at_the_next_request(tmp_path: Path) -> None:
+    """Between polls the port has no reader, so an adapter unplugged then is first seen by the next
+    request's input flush (the pty's master closed: the flush's ioctl fails with EIO). That is a
+    lost port the driver reconnects, named as such, not an internal error."""
+    master, slave = pty.openpty()
+    link = SerialLink("opacimeter", os.ttyname(slave), baudrate=9600)
+    await link.open()
+    try:
+        token = READ_REPLY_AT.set(time.monotonic() + 0.1)  # a poll: reading paused until this tick
+        try:
+            request = asyncio.create_task(link.request(STATUS_REQUEST, FirstBytes(3), 0.5, expected="status"))
+            await asyncio.sleep(0.02)
+            assert os.read(master, 16) == STATUS_REQUEST
+            os.write(master, READY_STATUS)
+            assert await request == READY_STATUS
+        finally:
+            READ_REPLY_AT.reset(token)
+        os.close(master)  # the device goes away while nothing reads the port
+        with pytest.raises(DeviceUnavailable, match="serial port lost"):
+            await link.request(STATUS_REQUEST, FirstBytes(3), 0.5, expected="status")
+        assert not link.is_open
+    finally:
+        await link.close()
+        os.close(slave)
