@@ -253,6 +253,11 @@ def test_plan_wraps_the_index_at_65536() -> None:
     assert bt.plan_ring_reads(65530, 5, 512) == [bt.RingRead(2012, 12, 65530), bt.RingRead(1000, 12, 0)]
 
 
+def test_plan_splits_at_the_index_wrap_even_mid_ring_when_the_ring_size_does_not_divide_65536() -> None:
+    # ring of 100: samples 65530 … 65535 sit in slots 30 … 35, and sample 0 is back in slot 0
+    assert bt.plan_ring_reads(65530, 5, 100) == [bt.RingRead(1060, 12, 65530), bt.RingRead(1000, 12, 0)]
+
+
 def test_plan_of_a_reader_too_far_behind_starts_at_the_rings_oldest_sample() -> None:
     # newest 1000, ring 512: samples 489 … 1000 can be read; slot of 489 is 489
     reads = bt.plan_ring_reads(0, 1000, 512)
