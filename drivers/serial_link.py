@@ -143,16 +143,18 @@ class SerialLink:
         return self._rx
 
     def flush_input(self) -> None:
+        """Discard what was received and not asked for: the link's buffer, and what the port holds
+        that no reader took yet (all that came while reading was paused, or a late reply that
+        landed after the reader last ran, e.g. just as the previous request timed out)."""
         rx = self._check_open()
         rx.buffer.clear()
-        if self._paused:  # what came while no reader ran is still in the port: discard it too
-            try:  # pyserial's reset_input_buffer is this ioctl behind two more calls
-                if not self._serial.is_open:
-                    raise ConnectionError("the port was closed")
-                termios.tcflush(self._serial.fd, termios.TCIFLUSH)
-            except (termios.error, OSError) as exc:
-                self._port_lost(rx, exc)
-                raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port) from None
+        try:  # pyserial's reset_input_buffer is this ioctl behind two more calls
+            if not self._serial.is_open:
+                raise ConnectionError("the port was closed")
+            termios.tcflush(self._serial.fd, termios.TCIFLUSH)
+        except (termios.error, OSError) as exc:
+            self._port_lost(rx, exc)
+            raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port) from None
 
     def write(self, data: bytes) -> None:
         self._check_open()

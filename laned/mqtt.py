@@ -272,8 +272,10 @@ class MqttLink:
             paho.on_socket_register_write = register
         if rc != MQTT_ERR_SUCCESS:
             self.live_dropped += 1
-        elif paho.want_write() and register is not None:
+        elif paho.want_write() and register is not None and paho.socket() is not None:
             # paho marked the socket registered while the callback was away: register it for real
+            # (unless its own write just sent a queued DISCONNECT and closed the socket: the link is
+            # going down, and this QoS-0 message with it)
             register(paho, paho.user_data_get(), paho.socket())
 
     def enqueue(self, topic: str, document: dict[str, Any], *, kind: str, retain: bool = False) -> int:

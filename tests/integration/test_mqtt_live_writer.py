@@ -140,3 +140,48 @@ async def test_live_messages_written_directly_arrive_whole_in_either_protocol(
 async def _until(condition: Any) -> None:
     while not condition():
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.mosquitto
+async def test_a_live_message_while_the_link_disconnects_does_not_raise(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """aiomqtt's `__aexit__` (the daemon's shutdown cancelling run(), or `_serve` ending on an error)
+    queues paho's DISCONNECT; the link still counts as connected until run()'s `finally`. A live
+    reading in that window goes through paho (it has bytes waiting), whose own write sends the
+    DISCONNECT and closes the socket: the message may be dropped, as QoS 0 may be, but
+    `publish_live` must not raise into the driver's turn."""
+    config = parse_config({"lane": {"station": "370100", "lane": "W1", "state_dir": str(tmp_path)},
+                           "mqtt": {"host": mosquitto.host, "port": mosquitto.port}}, "test", environ={})
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    link = MqttLink(config, outbox, offline_status=lambda: {"schema": "lane-status/1", "state": "offline"})
+    running = asyncio.create_task(link.run())
+    try:
+        await link.wait_connected(10)
+        paho = link._paho
+        assert paho is not None
+        loop = asyncio.get_running_loop()
+        errors: list[BaseException] = []
+        disconnect = paho.disconnect
+
+        def disconnect_then_a_reading(*args: Any, **kwargs: Any) -> Any:
+            rc = disconnect(*args, **kwargs)
+
+            def reading() -> None:
+                try:
+                    link.publish_live("opacimeter", {"n": 1})
+                except Exception as exc:
+                    errors.append(exc)
+
+            loop.call_soon(reading)  # a driver's reading due before paho's writer runs
+            return rc
+
+        paho.disconnect = disconnect_then_a_reading
+        await link.stop()
+        running.cancel()  # as the daemon's shutdown does: aiomqtt's __aexit__ sends DISCONNECT
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        assert errors == []
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        outbox.close()

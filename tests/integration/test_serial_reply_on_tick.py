@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from drivers.base import READ_REPLY_AT, Backoff
-from drivers.errors import DeviceUnavailable
+from drivers.errors import DeviceTimeout, DeviceUnavailable
 from drivers.opacimeter import OpacimeterDriver
 from drivers.serial_link import SerialLink
 from simulators.opacimeter import MeterSettings, OpacimeterSimulator
@@ -104,4 +104,43 @@ async def test_a_port_gone_while_reading_was_paused_is_a_lost_port_at_the_next_r
         assert not link.is_open
     finally:
         await link.close()
+        os.close(slave)
+
+
+async def test_a_late_reply_arriving_as_a_request_times_out_is_not_the_retrys_reply(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input is flushed before every request (module docstring) so that a late reply is never
+    taken for the next one. With the reader running (any request after its tick, or outside a poll),
+    bytes that reached the port after the loop last polled it are still in the kernel at the flush:
+    here the first reply lands as the first request's timeout fires, and the retry at once after
+    (OpacimeterDriver._request) must still get its own reply."""
+    import drivers.serial_link as serial_link
+
+    master, slave = pty.openpty()
+    link = SerialLink("opacimeter", os.ttyname(slave), baudrate=9600)
+    await link.open()
+    try:
+        set_done, late = serial_link._set_done, [b"AAA"]
+
+        def timeout_as_the_late_reply_lands(waiter: asyncio.Future[None]) -> None:
+            if late:
+                os.write(master, late.pop())
+                time.sleep(0.005)  # the pty hands it to the port's input queue
+            set_done(waiter)
+
+        monkeypatch.setattr(serial_link, "_set_done", timeout_as_the_late_reply_lands)
+        with pytest.raises(DeviceTimeout):
+            await link.request(b"A", FirstBytes(3), 0.1, expected="A")
+
+        async def device() -> None:
+            await asyncio.sleep(0.02)
+            os.read(master, 16)
+            os.write(master, b"BBB")
+
+        answering = asyncio.create_task(device())
+        assert await link.request(b"B", FirstBytes(3), 0.3, expected="B") == b"BBB"
+        await answering
+    finally:
+        await link.close()
+        os.close(master)
         os.close(slave)
