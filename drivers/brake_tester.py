@@ -97,6 +97,13 @@ class ModbusLink:
         return f"{self.host}:{self.tcp_port}" if self.transport == "tcp" else self.serial_port
 
 
+def _echoes_motors_off(response: ModbusPDU) -> bool:
+    """Whether `response` is the FC05 echo of MOTORS (coil 0) = 0, the only confirmation of a stop."""
+    return (not response.isError() and response.function_code == 5
+            and getattr(response, "address", None) == int(bt.Coil.MOTORS)
+            and list(getattr(response, "bits", [True])[:1]) == [False])
+
+
 class BrakeTesterDriver(Driver):
     kind = "brake_tester"
 
@@ -216,6 +223,12 @@ class BrakeTesterDriver(Driver):
             self._followed_at = time.monotonic()
             self.readings.publish(snapshot)
             return snapshot
+        behind = (cursor.next_index - 1 - newest.sample_index) % bt.INDEX_MODULUS
+        if 0 < behind < bt.HALF_INDEX:  # the newest index is older than what was followed: a restart
+            self.log.warning("live_curve_restarted", reason=f"SAMPLE_INDEX {newest.sample_index} is behind "
+                             f"the last sample followed, {(cursor.next_index - 1) % bt.INDEX_MODULUS}")
+            self._follow = None
+            return await self._follow_poll()
         if time.monotonic() - self._followed_at < FOLLOW_INTERVAL_S * 0.9:  # 0.9: the poll grid's jitter
             return await self.snapshot()
         self._followed_at = time.monotonic()
@@ -224,8 +237,17 @@ class BrakeTesterDriver(Driver):
         first: int | None = None
         after: bt.TesterSnapshot | None = None
         for read in cursor.plan(newest.sample_index):
-            registers = await self.read_ring(read)
+            try:
+                registers = await self.read_ring(read)
+            except DeviceRefused:  # 02 outside the map: the ring shrank since the cursor was made
+                self._follow = None
+                raise
             after = await self._read_snapshot()
+            if after.ring_size != cursor.ring_size:  # the tester's ring changed under the read
+                self.log.warning("live_curve_restarted", reason=f"RING_SIZE {cursor.ring_size} -> {after.ring_size}")
+                self._follow = None
+                self.readings.publish(after)
+                return after
             lost = cursor.lost
             try:
                 first_index, forces = cursor.accept_forces(read, registers, after.sample_index)
@@ -252,7 +274,8 @@ class BrakeTesterDriver(Driver):
         return followed
 
     async def _safe_state(self) -> None:
-        await self._stop_motors_now(attempts=2)
+        if not await self._stop_motors_now(attempts=2):  # safe_stop logs it: the rollers may still run
+            raise DeviceError(self.name, "MOTORS = 0 not confirmed by the tester", port=self.port)
 
     def _check_stale(self, index: int) -> None:
         now = time.monotonic()
@@ -463,8 +486,10 @@ class BrakeTesterDriver(Driver):
                 response = await client.write_coil(int(bt.Coil.MOTORS), False, device_id=self.link.unit_id)
             except ModbusException:
                 continue
-            if not response.isError():
+            if _echoes_motors_off(response):
                 return True
+            # RTU has no transaction id: another request's late reply (one cancelled on the wire)
+            # is not a confirmation; the next attempt's reply may be this write's own echo
         return False
 
     async def emergency_stop(self, *, attempts: int = 3, timeout_s: float = 2.0) -> bool:

@@ -134,3 +134,36 @@ async def test_polling_faster_than_ten_hertz_adds_snapshots_not_ring_reads_and_l
             assert chunk.first_sample_index == expected_first
             expected_first = (expected_first + len(chunk.left_force_dan)) % bt.INDEX_MODULUS
         await drv.set_motors(False)
+
+
+async def _just_followed(drv: BrakeTesterDriver) -> None:
+    """Wait until a following poll has just published (the next one is a poll interval away)."""
+    with drv.readings.subscription() as queue:
+        while not isinstance(await asyncio.wait_for(queue.get(), 2), bt.FollowedSnapshot):
+            pass
+
+
+async def test_following_resumes_when_the_tester_restarts_and_a_snapshot_saw_it_first() -> None:
+    async with following() as (sim, drv):
+        await drv.wait_snapshot(lambda s: s.sample_index > 400, 8, what="400 samples since power-up")
+        await _just_followed(drv)
+        sim.sync()
+        sim.model.produced = 0  # a quick firmware reset: SAMPLE_INDEX starts again from 0, the link stays up
+        await drv.snapshot()  # a procedure (wait_snapshot) reads the state before the next following poll
+        with drv.readings.subscription() as queue:
+            await asyncio.sleep(1.5)
+        assert _followed(queue), "following stays silent (cursor ahead of SAMPLE_INDEX) after the index went back"
+
+
+async def test_following_survives_a_ring_size_change() -> None:
+    async with following() as (sim, drv):
+        await drv.wait_snapshot(lambda s: s.sample_index > 100, 8, what="100 samples since power-up")
+        while drv._follow is None or drv._follow.next_index % 512 < 300:
+            await asyncio.sleep(0.01)
+        await _just_followed(drv)
+        sim.sync()
+        sim.model.ring_size = 256  # the tester now holds 256 samples: slots 256..511 answer exception 02
+        sim.model.ring = sim.model.ring[: 2 * 256]
+        with drv.readings.subscription() as queue:
+            await asyncio.sleep(1.5)
+        assert _followed(queue), "following stuck: every poll re-reads a slot outside the new ring"

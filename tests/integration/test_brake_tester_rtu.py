@@ -195,3 +195,18 @@ async def test_even_parity_on_a_pty_is_refused_with_an_actionable_message_on_eve
         assert len(failures) >= 3  # retried with backoff ...
         # ... and each attempt fails for the same reason (the port is released between attempts)
         assert all("cannot set 19200 8E1" in e and "configure parity N" in e for e in failures)
+
+
+async def test_emergency_stop_after_a_cancelled_request_is_confirmed_by_its_own_reply(tmp_path: Path) -> None:
+    async with rtu_sim(tmp_path) as sim, running(new_driver(sim, poll_hz=0.5)) as drv:
+        sim.do("drive_on", axle=1)
+        await drv.set_motors(True)
+        await drv.wait_snapshot(lambda s: s.state == bt.TesterState.RUNNING, 5, what="RUNNING")
+        reader = asyncio.create_task(drv.read_ring(bt.RingRead(1000, 124, 0)))  # a 253-byte reply, ~145 ms
+        await asyncio.sleep(0.03)  # the request is on the wire, its reply on the way
+        reader.cancel()  # a station abort cancels the procedure mid-request
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        confirmed = await drv.emergency_stop()
+        # "confirmed" must mean the tester answered MOTORS = 0, not that the late ring reply came in
+        assert not confirmed or sim.model.state != bt.TesterState.RUNNING

@@ -322,3 +322,16 @@ async def test_stopping_the_driver_stops_the_motors_first() -> None:
         async with driver_for(sim) as drv:
             await axle_on_and_running(sim, drv)
         assert sim.model.state == bt.TesterState.STOPPED
+
+
+async def test_safe_stop_that_cannot_stop_the_motors_says_so() -> None:
+    from structlog.testing import capture_logs
+
+    async with brake_sim() as sim, driver_for(sim) as drv:
+        await axle_on_and_running(sim, drv)
+        sim.inject("exception", code=4)  # the tester answers MOTORS = 0 with device failure
+        with capture_logs() as logs:
+            await drv.safe_stop()
+        sim.clear()
+        assert sim.model.state == bt.TesterState.RUNNING
+        assert any(e["log_level"] == "error" for e in logs), "safe_stop left the rollers running without a word"
