@@ -104,6 +104,17 @@ def _echoes_motors_off(response: ModbusPDU) -> bool:
             and list(getattr(response, "bits", [True])[:1]) == [False])
 
 
+def _cannot_follow(cursor: bt.CurveCursor, snapshot: bt.TesterSnapshot) -> str | None:
+    """Why the live follower's `cursor` cannot go on against `snapshot`: the ring changed size, or
+    SAMPLE_INDEX is behind the last sample followed (the tester restarted). None if it can."""
+    if snapshot.ring_size != cursor.ring_size:
+        return f"RING_SIZE changed from {cursor.ring_size} to {snapshot.ring_size}"
+    last = (cursor.next_index - 1) % bt.INDEX_MODULUS
+    if 0 < (last - snapshot.sample_index) % bt.INDEX_MODULUS < bt.HALF_INDEX:
+        return f"SAMPLE_INDEX {snapshot.sample_index} is behind the last sample followed, {last}"
+    return None
+
+
 class BrakeTesterDriver(Driver):
     kind = "brake_tester"
 
@@ -217,18 +228,15 @@ class BrakeTesterDriver(Driver):
         be read (a long pause) are skipped and logged; the message holds only contiguous samples.
         Within FOLLOW_INTERVAL_S of the last ring read a poll is a plain snapshot."""
         cursor, newest = self._follow, self.last_snapshot
-        if cursor is None or newest is None or cursor.ring_size != newest.ring_size:
+        why = None if cursor is None or newest is None else _cannot_follow(cursor, newest)
+        if why is not None:
+            self.log.warning("live_curve_restarted", reason=why)
+        if cursor is None or newest is None or why is not None:
             snapshot = await self._read_snapshot()
             self._follow = bt.CurveCursor((snapshot.sample_index + 1) % bt.INDEX_MODULUS, snapshot.ring_size)
             self._followed_at = time.monotonic()
             self.readings.publish(snapshot)
             return snapshot
-        behind = (cursor.next_index - 1 - newest.sample_index) % bt.INDEX_MODULUS
-        if 0 < behind < bt.HALF_INDEX:  # the newest index is older than what was followed: a restart
-            self.log.warning("live_curve_restarted", reason=f"SAMPLE_INDEX {newest.sample_index} is behind "
-                             f"the last sample followed, {(cursor.next_index - 1) % bt.INDEX_MODULUS}")
-            self._follow = None
-            return await self._follow_poll()
         if time.monotonic() - self._followed_at < FOLLOW_INTERVAL_S * 0.9:  # 0.9: the poll grid's jitter
             return await self.snapshot()
         self._followed_at = time.monotonic()
@@ -243,16 +251,15 @@ class BrakeTesterDriver(Driver):
                 self._follow = None
                 raise
             after = await self._read_snapshot()
-            if after.ring_size != cursor.ring_size:  # the tester's ring changed under the read
-                self.log.warning("live_curve_restarted", reason=f"RING_SIZE {cursor.ring_size} -> {after.ring_size}")
-                self._follow = None
-                self.readings.publish(after)
-                return after
             lost = cursor.lost
-            try:
-                first_index, forces = cursor.accept_forces(read, registers, after.sample_index)
-            except (ProtocolError, ValueError) as exc:  # the index went back: the tester restarted
-                self.log.warning("live_curve_restarted", reason=str(exc))
+            why = _cannot_follow(cursor, after)
+            if why is None:
+                try:
+                    first_index, forces = cursor.accept_forces(read, registers, after.sample_index)
+                except (ProtocolError, ValueError) as exc:  # the index went back within the block read
+                    why = str(exc)
+            if why is not None:
+                self.log.warning("live_curve_restarted", reason=why)
                 self._follow = None
                 self.readings.publish(after)
                 return after
