@@ -217,20 +217,17 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
                 readings = counts[who] - before[who]
                 per_reading[who].append(cpu / readings if readings else float("nan"))
                 rates[who].append(readings / wall)
+    if not floor.running:
+        raise RuntimeError(f"the floor exited:\n{floor.log_tail()}")
     out: dict[str, Any] = {}
-    for who, key in (("laned", "gateway_laned"), ("gateway", "gateway")):
+    for who, key in (("laned", "gateway_laned"), ("gateway", "gateway"), ("floor", "gateway_floor")):
         out[f"{key}_cpu_ms_per_reading"] = rounded((median(per_reading[who]) or 0.0) * 1000, 3)
         out[f"{key}_readings_per_s"] = rounded(median(rates[who]), 1)
         out[f"{key}_latency_p50_ms"] = rounded((percentile(latencies[who], 50) or 0.0) * 1000, 2)
         out[f"{key}_latency_p99_ms"] = rounded((percentile(latencies[who], 99) or 0.0) * 1000, 2)
     gateway_cpu = out["gateway_cpu_ms_per_reading"]
-    laned_cpu = out["gateway_laned_cpu_ms_per_reading"]
+    laned_cpu, floor_cpu = out["gateway_laned_cpu_ms_per_reading"], out["gateway_floor_cpu_ms_per_reading"]
     out["gateway_cpu_ratio"] = rounded(laned_cpu / gateway_cpu, 3) if gateway_cpu else None
-    if not floor.running:
-        raise RuntimeError(f"the floor exited:\n{floor.log_tail()}")
-    out["gateway_floor_cpu_ms_per_reading"] = rounded((median(per_reading["floor"]) or 0.0) * 1000, 3)
-    out["gateway_floor_readings_per_s"] = rounded(median(rates["floor"]), 1)
-    floor_cpu = out["gateway_floor_cpu_ms_per_reading"]
     out["gateway_floor_cpu_ratio"] = rounded(floor_cpu / gateway_cpu, 3) if gateway_cpu else None
     return out
 
