@@ -147,8 +147,20 @@ class LaneIdentity(_Strict):
         description="messages the outbox holds before it refuses events and raises its alarm in …/status "
         "(results and replies are kept beyond it: they are never dropped)",
     )
-    signing_key: SecretStr | None = Field(None, description="HMAC key for result signatures")
-    signing_key_file: Path | None = None
+    signing_algorithm: Literal["hmac-sha256", "ed25519"] = Field(
+        "hmac-sha256",
+        description="hmac-sha256: a key shared with the station; ed25519: a private key, the station and "
+        "the platform verify with its public key and cannot sign",
+    )
+    signing_key_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="the name stations know the key by, sent in every signature (default {station}-{lane})",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="the HMAC key's text, or the Ed25519 private key in PEM (better: signing_key_file)")
+    signing_key_file: Path | None = Field(
+        None, description="file holding the key (HMAC: its text; Ed25519: PEM private key); "
+        "default: generated once in state_dir")
 
     @field_validator("station", "lane")
     @classmethod
@@ -316,6 +328,17 @@ def check_data_files(config: LaneConfig, source: str) -> None:
             load(directory)
         except ConfigError as exc:
             problems.extend(f"{key}: {exc.source}: {problem}" for problem in exc.problems)
+    if config.lane.signing_key is not None or (
+        config.lane.signing_key_file is not None and config.lane.signing_key_file.exists()
+    ):
+        from laned.results import load_signer
+
+        try:
+            load_signer(config.lane)
+        except OSError as exc:
+            problems.append(f"lane.signing_key_file: cannot read it: {exc.strerror or exc}")
+        except ConfigError as exc:
+            problems.extend(f"{exc.source}: {problem}" for problem in exc.problems)
     if problems:
         raise ConfigError(source, problems)
 

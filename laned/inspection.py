@@ -73,6 +73,9 @@ class InspectionRunner:
     def _build_helpers(self) -> None:
         from laned.capture import CaptureAssembler, CaptureRequirements, PhotoStore
 
+        from laned.results import load_signer
+
+        load_signer(self.lane.config.lane)  # a bad key stops the lane now; a missing one is generated now
         self.photo_store = PhotoStore(self.lane.config.lane.state_dir / "photos")
         self.assembler = CaptureAssembler(CaptureRequirements.load(), self.photo_store)
         try:

@@ -72,9 +72,11 @@ class PhotoRef(_Model):
 
 
 class Signature(_Model):
-    algorithm: Literal["HMAC-SHA256"] = "HMAC-SHA256"
-    key_id: str = Field(description="first 16 hex digits of SHA-256 of the key")
-    value: str = Field(description="hex HMAC over the canonical JSON of the message without `signature`")
+    """Over the RFC 8785 canonical JSON (UTF-8) of the message without its `signature` field."""
+
+    algorithm: Literal["HMAC-SHA256", "Ed25519"] = "HMAC-SHA256"
+    key_id: str = Field(description="the key's name as configured on the lane (lane.signing_key_id)")
+    value: str = Field(description="lower-case hex: the HMAC-SHA256, or the 64-byte Ed25519 signature")
 
 
 class _Result(_Model):
