@@ -33,6 +33,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from laned.errors import ConfigError
+from laned.private_files import private_dir
 from protocols.datafiles import CONFIG_DIR
 from protocols.pda import (
     CHECK_ITEMS,
@@ -186,7 +187,8 @@ class PhotoStore:
             raise ValueError(f"photo bytes do not hash to {sha256}")
         if path.is_file():
             return str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        private_dir(path.parent)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
         try:
             with os.fdopen(fd, "wb") as fh:

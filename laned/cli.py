@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"laned: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
+    os.umask(0o077)  # whatever the shell's umask, what the daemon writes is its own (records hold VINs)
 
     async def main() -> None:
         lane = Lane(config)

@@ -10,6 +10,7 @@ Relative paths in the file are taken from the file's own folder.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -268,9 +269,28 @@ def describe_errors(exc: ValidationError) -> list[str]:
         elif err["type"] == "missing":
             message = "required key is missing"
         found = err.get("input")
-        shown = "" if err["type"] in ("missing",) or isinstance(found, dict) else f" (found {found!r})"
+        if err["type"] == "missing" or isinstance(found, dict):
+            shown = ""
+        elif looks_secret(path.rsplit(".", 1)[-1]):
+            shown = " (value not shown: the key looks like a secret)"
+        else:
+            shown = f" (found {found!r})"
         lines.append(f"{path or '(top level)'}: {message}{shown}{checked_as}")
     return lines
+
+
+#: parts of key names that hold secrets; a key close to one of SECRET_NAMES (a misspelt
+#: `pasword`) counts too, since its value is most likely the secret it was meant to set
+SECRET_FRAGMENTS = ("pass", "pw", "secret", "token", "key", "cred", "auth", "private")
+SECRET_NAMES = ("password", "passphrase", "secret", "token", "signing_key", "credential")
+
+
+def looks_secret(name: str) -> bool:
+    """True for a key whose value must never be echoed (errors go to the journal)."""
+    lowered = name.lower()
+    if any(fragment in lowered for fragment in SECRET_FRAGMENTS):
+        return True
+    return bool(difflib.get_close_matches(lowered, SECRET_NAMES, n=1, cutoff=0.75))
 
 
 def _key_path(loc: tuple[int | str, ...]) -> tuple[str, str]:

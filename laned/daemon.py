@@ -27,6 +27,7 @@ from laned.config import LaneConfig
 from laned.devices import build_driver, reading_to_live
 from laned.mqtt import MqttLink, Topics
 from laned.outbox import Outbox
+from laned.private_files import private_dir
 
 log = structlog.get_logger("laned")
 
@@ -42,7 +43,7 @@ class Lane:
         self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
         self.startup_grace_s = startup_grace_s
         self.status_interval_s = status_interval_s
-        config.lane.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.lane.state_dir, warn_if_open=True)
         self.outbox = Outbox(config.lane.state_dir / "outbox.sqlite3", max_messages=config.lane.outbox_max_messages)
         self.drivers: dict[str, Driver] = {
             name: build_driver(name, device) for name, device in config.devices.items() if device.enabled

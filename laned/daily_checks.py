@@ -34,6 +34,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.errors import DeviceError, DeviceRefused
+from laned.private_files import open_private, private_dir
 from laned.procedures.emissions_items import ReadingFeed, settings_from
 from laned.procedures.two_speed_idle import HcResidueSettings, hc_residue_check, stop_pump
 from protocols import gas_analyzer as ga
@@ -106,9 +107,9 @@ class DailyChecks:
         self._data = {"schema": SCHEMA, "checks": data["checks"], "history": list(data.get("history", []))}
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with os.fdopen(open_private(tmp), "w", encoding="utf-8") as fh:
             json.dump(self._data, fh, ensure_ascii=False, indent=1, default=str)
             fh.flush()
             os.fsync(fh.fileno())

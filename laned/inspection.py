@@ -23,6 +23,7 @@ import structlog
 from pydantic import ValidationError
 
 from laned.errors import ConfigError
+from laned.private_files import private_dir, write_private
 from laned.procedures import InspectionAborted, InspectionContext, ItemOutcome, ProcedureError, utc_now
 from laned.record import InspectionRecord
 from protocols.messages import AbortCommand, DailyCheckCommand, Event, Reply, StartCommand, dump
@@ -58,7 +59,7 @@ class InspectionRunner:
         self.lane = lane
         self.settings = lane.config.inspection
         self.records_dir = lane.config.lane.state_dir / "inspections"
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.records_dir)
         self.current: InspectionRecord | None = None
         self._task: asyncio.Task[None] | None = None
         self._daily_task: asyncio.Task[Any] | None = None
@@ -72,10 +73,6 @@ class InspectionRunner:
 
     def _build_helpers(self) -> None:
         from laned.capture import CaptureAssembler, CaptureRequirements, PhotoStore
-
-        from laned.results import load_signer
-
-        load_signer(self.lane.config.lane)  # a bad key stops the lane now; a missing one is generated now
         self.photo_store = PhotoStore(self.lane.config.lane.state_dir / "photos")
         self.assembler = CaptureAssembler(CaptureRequirements.load(), self.photo_store)
         try:
@@ -424,14 +421,8 @@ class InspectionRunner:
         return self.records_dir / f"{inspection_no}.json"
 
     def _save(self, record: InspectionRecord) -> None:
-        path = self._record_path(record.inspection_no)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record.to_json(), ensure_ascii=False, default=str), encoding="utf-8")
-        with open(tmp, "rb+") as fh:
-            import os
-
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        text = json.dumps(record.to_json(), ensure_ascii=False, default=str)
+        write_private(self._record_path(record.inspection_no), text.encode("utf-8"))
 
     def resume(self) -> None:
         """After a restart: an unfinished inspection continues; measured items are not run again."""

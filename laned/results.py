@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from laned.errors import ConfigError
 from laned.platforms import PlatformMapping, load_mappings
+from laned.private_files import open_private
 from laned.procedures import utc_now
 from laned.procedures.emissions_items import FA_CODE, TSI_CODE
 from protocols.canonical import canonical_json
@@ -71,8 +72,7 @@ class Signer:
 
 
 def _write_private_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
+    with os.fdopen(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as fh:
         fh.write(data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,46 @@ def test_the_example_config_lists_every_option() -> None:
         and f"[{where}{name}" not in text  # a table: its header
     )
     assert missing == []
+
+
+def check_config(path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LANED_")} | environ
+    return subprocess.run([sys.executable, "-m", "laned.cli", "check-config", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_a_misspelt_password_key_is_named_but_its_value_never_printed(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("port = 8883", 'port = 8883\npasword = "hunter2"'))
+    run = check_config(bad)
+    assert run.returncode == 2
+    assert ("mqtt.pasword: unknown key (not a setting of this table; check the spelling) "
+            "(value not shown: the key looks like a secret)") in run.stderr
+    assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_a_password_of_the_wrong_type_is_refused_without_its_value(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("port = 8883", 'port = 8883\npassword = ["hunter2"]'))
+    run = check_config(bad)
+    assert run.returncode == 2
+    assert ("mqtt.password: Input should be a valid string "
+            "(value not shown: the key looks like a secret)") in run.stderr
+    assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_secrets_from_the_environment_are_not_printed_either(tmp_path: Path) -> None:
+    misspelt = check_config(write(tmp_path, GOOD), LANED_MQTT__PASWORD="hunter2")
+    assert misspelt.returncode == 2
+    assert "mqtt.pasword: unknown key" in misspelt.stderr
+    not_a_key = check_config(write(tmp_path, GOOD), LANED_LANE__SIGNING_KEY="hunter2",
+                             LANED_LANE__SIGNING_ALGORITHM="ed25519")
+    assert not_a_key.returncode == 2
+    assert "lane.signing_key: not an unencrypted PEM private key" in not_a_key.stderr
+    for run in (misspelt, not_a_key):
+        assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_an_unknown_key_that_is_no_secret_still_shows_what_was_found(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD.replace("port = 8883", 'port = 8883\nhots = "broker2"')), environ={})
+    assert err.value.problems == [
+        "mqtt.hots: unknown key (not a setting of this table; check the spelling) (found 'broker2')"]
