@@ -73,8 +73,12 @@ class InspectionRunner:
 
     def _build_helpers(self) -> None:
         from laned.capture import CaptureAssembler, CaptureRequirements, PhotoStore
-        self.photo_store = PhotoStore(self.lane.config.lane.state_dir / "photos")
-        self.assembler = CaptureAssembler(CaptureRequirements.load(), self.photo_store)
+        from laned.capture_journal import CaptureJournal
+
+        state_dir = self.lane.config.lane.state_dir
+        self.photo_store = PhotoStore(state_dir / "photos")
+        self.assembler = CaptureAssembler(CaptureRequirements.load(), self.photo_store,
+                                          journal=CaptureJournal(state_dir / "captures"))
         try:
             from laned.daily_checks import DailyChecks
 
@@ -250,9 +254,14 @@ class InspectionRunner:
         else:
             log.warning("pda_unknown_topic", topic=topic)
             return
+        self._publish_acks(acks)
+
+    def _publish_acks(self, acks: list[Any]) -> None:
+        """The acks in the manual's shapes (an accepted one with `errors` too when a photo was
+        refused); then, if the capture is now complete, the inspection has it."""
         for ack in acks:
-            # the manual's shape: accepted acks carry complete and missing_photos, refused ones errors
-            self.lane.mqtt.enqueue(f"{base}ack/{ack.capture_id}", json.loads(ack.to_json_bytes()), kind="ack")
+            self.lane.mqtt.enqueue(f"{self.lane.topics.pda}/ack/{ack.capture_id}",
+                                   json.loads(ack.to_json_bytes()), kind="ack")
         completed = self.assembler.completed
         record = self.current
         if completed is not None and record is not None and record.capture is None:
@@ -447,6 +456,9 @@ class InspectionRunner:
             self._abort.clear()
             self._capture_done.clear()
             self._begin_capture(record)
+            if record.command.items.exterior:
+                # what the PDA had sent before the restart, and an ack naming what is still missing
+                self._publish_acks(self.assembler.restore(utc_now()))
             self._task = asyncio.create_task(self._run(record), name=f"inspection-{record.inspection_no}")
             return
 
