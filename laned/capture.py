@@ -363,11 +363,10 @@ class CaptureAssembler:
         if self._journal is not None:
             self._journal.forget()
 
-    def restore(self, now: datetime) -> list[PdaAck]:
+    def restore(self) -> list[PdaAck]:
         """After a restart: the running inspection's captures as the journal kept them (document
         and verified photos), and the acks to publish at once: what each still misses, so the PDA
         sends only that, or complete if nothing is missing."""
-        _require_aware(now)
         inspection = self._inspection
         if self._journal is None or inspection is None:
             return []

@@ -458,7 +458,7 @@ class InspectionRunner:
             self._begin_capture(record)
             if record.command.items.exterior:
                 # what the PDA had sent before the restart, and an ack naming what is still missing
-                self._publish_acks(self.assembler.restore(utc_now()))
+                self._publish_acks(self.assembler.restore())
             self._task = asyncio.create_task(self._run(record), name=f"inspection-{record.inspection_no}")
             return
 

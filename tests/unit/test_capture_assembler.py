@@ -456,7 +456,7 @@ def test_after_a_restart_the_ack_names_only_the_photos_still_missing(
     journaled.on_photo("cap-1", "front_left_45", PHOTO_BYTES["front_left_45"], T0 + timedelta(seconds=1))
     # the process dies here; a new one resumes the inspection
     again = restarted(requirements, tmp_path)
-    assert again.restore(T0 + timedelta(minutes=1)) == [ack(missing=["vin", "tailpipe"])]
+    assert again.restore() == [ack(missing=["vin", "tailpipe"])]
     # the PDA sends its document again (QoS 1 redelivery, or the app retrying): the same answer
     assert again.on_document(payload(document()), T0 + timedelta(minutes=1)) == [ack(missing=["vin", "tailpipe"])]
     assert again.on_photo("cap-1", "vin", PHOTO_BYTES["vin"], T0 + timedelta(minutes=2)) == []
@@ -478,7 +478,7 @@ def test_a_photo_gone_from_the_store_is_asked_for_again(
     journaled.on_document(payload(document()), T0)
     journaled.on_photo("cap-1", "vin", PHOTO_BYTES["vin"], T0)
     PhotoStore(tmp_path / "photos").path_for(hashlib.sha256(PHOTO_BYTES["vin"]).hexdigest()).unlink()
-    assert restarted(requirements, tmp_path).restore(T0) == [ack(missing=ALL_MISSING)]
+    assert restarted(requirements, tmp_path).restore() == [ack(missing=ALL_MISSING)]
 
 
 def test_a_capture_whose_last_photo_arrived_just_before_the_crash_completes_on_restore(
@@ -486,7 +486,7 @@ def test_a_capture_whose_last_photo_arrived_just_before_the_crash_completes_on_r
     journaled.on_document(payload(document()), T0)
     assert send_photos(journaled, at=T0 + timedelta(seconds=5)) == [ack(complete=True)]
     again = restarted(requirements, tmp_path)  # the record had not been saved with the capture
-    assert again.restore(T0 + timedelta(minutes=1)) == [ack(complete=True)]
+    assert again.restore() == [ack(complete=True)]
     assert again.completed is not None and again.completed.completed_at == T0 + timedelta(seconds=5)
 
 
@@ -496,8 +496,8 @@ def test_a_new_inspection_does_not_inherit_another_ones_partial_capture(
     other = CaptureAssembler(requirements, PhotoStore(tmp_path / "photos"),
                              journal=CaptureJournal(tmp_path / "captures"))
     other.begin(CaptureInspection(**{**INSPECTION.__dict__, "inspection_no": "370100202611010043"}))
-    assert other.restore(T0) == []
-    assert restarted(requirements, tmp_path).restore(T0) == []  # forgotten when the other began
+    assert other.restore() == []
+    assert restarted(requirements, tmp_path).restore() == []  # forgotten when the other began
 
 
 def test_journal_files_are_private(journaled: CaptureAssembler, tmp_path: Path) -> None:
