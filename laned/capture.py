@@ -356,11 +356,13 @@ class CaptureAssembler:
             self._journal.forget(keep=inspection.inspection_no)
         log.info("capture_waiting", inspection_no=inspection.inspection_no)
 
-    def end(self) -> None:
+    def end(self, *, keep_journal: bool = False) -> None:
+        """The inspection is over on this lane. `keep_journal`: it is only interrupted (the lane
+        stops with it unpublished), so what the PDA sent stays on disk for the restart."""
         self._inspection = None
         self._captures.clear()
         self._completed = None
-        if self._journal is not None:
+        if self._journal is not None and not keep_journal:
             self._journal.forget()
 
     def restore(self) -> list[PdaAck]:

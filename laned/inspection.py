@@ -416,7 +416,7 @@ class InspectionRunner:
         self._save(record)
 
     def _finish(self, record: InspectionRecord) -> None:
-        self.assembler.end()
+        self.assembler.end(keep_journal=not record.published)  # unpublished: it resumes after a restart
         self.current = None
         self.lane.inspection = None
         self.lane.publish_status()
