@@ -375,7 +375,7 @@ class Driver(ABC):
             return
         if self.claimed:
             self.log.info("safe_state_on_connect", done=False, action=action,
-                             reason="a procedure of ours is running on the device: it owns its state")
+                          reason="a procedure of ours is running on the device: it owns its state")
             return
         try:
             async with asyncio.timeout(SAFE_STATE_TIMEOUT_S), self._line:

@@ -133,4 +133,3 @@ async def test_the_analyzer_pump_is_stopped_on_connect_unless_a_procedure_owns_i
             async with supervised(driver):
                 await driver.wait_connected(5)
                 assert sim.pump == ("sample" if claimed else "stop")
-
