@@ -4,9 +4,13 @@ Start-up: the outbox opens (pending messages from a previous run are sent
 first), the drivers start, the MQTT link connects with an offline will. The
 lane publishes itself `online` once every enabled device has had its first
 good read, or after `startup_grace_s` with the devices that are still missing
-shown as such. Stop (SIGTERM, SIGINT): every device is put in its safe state
-first (motors off, pump off), then the offline status is published, then the
-ports and the broker connection close.
+shown as such. Each device's first good read comes after its safe state (rollers
+stopped and lift up, pump off: drivers/base.py), so a lane restarted after a crash
+never leaves a device running that the dead process had started. An unfinished
+inspection resumes only once the lane is online and the broker connected (`up`).
+Stop (SIGTERM, SIGINT): every device is put in its safe state first (motors off,
+pump off), then the offline status is published, then the ports and the broker
+connection close.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class Lane:
         )
         self.started_at = time.time()
         self.online = False
+        #: set once the lane is online (every device answered, or the grace period ended) and the
+        #: broker link is up: a resumed inspection waits for it before it runs an item again
+        self.up = asyncio.Event()
         self.inspection: dict[str, Any] | None = None  # set by the inspection runner
         self.status_extra: dict[str, Any] = {}
         from laned.inspection import InspectionRunner
@@ -188,6 +195,7 @@ class Lane:
         self.publish_status()
         await self.mqtt.wait_connected()
         self.log.info("lane_online", devices={n: str(d.health.state) for n, d in self.drivers.items()})
+        self.up.set()
         if ready is not None:
             ready()
 

@@ -232,6 +232,8 @@ async def perform_daily_checks(
     wanted = [c for c in DAILY_CHECKS if c in set(checks)]
     results: dict[str, dict[str, Any]] = {}
     daily.running = True
+    held = contextlib.ExitStack()  # the analyzer is ours while they run: a reconnect leaves its pump as set
+    held.enter_context(analyzer.claim())
     try:
         async with ReadingFeed(analyzer, silence_s=settings.analyzer_silence_s) as feed:
 
@@ -282,6 +284,7 @@ async def perform_daily_checks(
                 await stop_pump(analyzer)
     finally:
         daily.running = False
+        held.close()
     for check in wanted:
         results.setdefault(check, {"check": check, "passed": False, "at": None, "details": {"not_run": True}})
     return results

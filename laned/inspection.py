@@ -349,6 +349,9 @@ class InspectionRunner:
         watch = None
         if name == "brake":
             watch = asyncio.create_task(self._halt_on_broker_loss(ctx), name="brake-broker-watch")
+        record.running = name
+        self._save(record)  # after a crash the record names the item that was interrupted
+        cancelled = False
         try:
             outcome: ItemOutcome = await procedure(ctx)
             record.outcomes[name] = outcome
@@ -357,10 +360,16 @@ class InspectionRunner:
             record.not_completed[name] = exc.reason
             ctx.warn(f"{name} not completed: {exc.reason}", item=name)
             log.warning("item_not_completed", inspection_no=record.inspection_no, item=name, reason=exc.reason)
+        except asyncio.CancelledError:  # the lane stops: the item was interrupted, it runs again after the restart
+            cancelled = True
+            raise
         finally:
             if watch is not None:
                 watch.cancel()
+            ctx.release_devices()
             ctx.resume(aborted=record.abort_reason is not None)
+            if not cancelled:
+                record.running = None
             self._save(record)
 
     async def _halt_on_broker_loss(self, ctx: InspectionContext) -> None:
@@ -434,7 +443,10 @@ class InspectionRunner:
         write_private(self._record_path(record.inspection_no), text.encode("utf-8"))
 
     def resume(self) -> None:
-        """After a restart: an unfinished inspection continues; measured items are not run again."""
+        """After a restart: an unfinished inspection continues once the lane is up (`Lane.up`: its
+        devices answered or the grace period ended, and the broker is connected); measured items are
+        not run again, the item that was interrupted runs again from its start, and the station is
+        told (`lane_restarted` event)."""
         for path in sorted(self.records_dir.glob("*.json")):
             if path.name.endswith(".done.json"):
                 continue
@@ -450,6 +462,7 @@ class InspectionRunner:
                 "inspection_resumed",
                 inspection_no=record.inspection_no,
                 measured=sorted(record.outcomes),
+                interrupted_item=record.running,
                 capture=record.capture is not None,
             )
             self.current = record
@@ -459,8 +472,29 @@ class InspectionRunner:
             if record.command.items.exterior:
                 # what the PDA had sent before the restart, and an ack naming what is still missing
                 self._publish_acks(self.assembler.restore())
-            self._task = asyncio.create_task(self._run(record), name=f"inspection-{record.inspection_no}")
+            self.lane.inspection = record.status()
+            self._task = asyncio.create_task(self._resume(record), name=f"inspection-{record.inspection_no}")
             return
+
+    async def _resume(self, record: InspectionRecord) -> None:
+        """Wait for the lane to be up, tell the station the lane restarted and what was interrupted,
+        then run the inspection on (`_run` skips what was measured before the restart)."""
+        await self.lane.up.wait()
+        interrupted = record.running
+        if interrupted is not None:
+            text = (f"the lane restarted during inspection {record.inspection_no}: item {interrupted} was "
+                    "interrupted and runs again from its start")
+        else:
+            text = f"the lane restarted during inspection {record.inspection_no}; it continues"
+        log.warning("lane_restarted", inspection_no=record.inspection_no, interrupted_item=interrupted)
+        self.lane.publish_event_model(
+            type="lane_restarted",
+            inspection_no=record.inspection_no,
+            text=text,
+            data={"interrupted_item": interrupted, "measured": sorted(record.outcomes),
+                  "not_completed": sorted(record.not_completed)},
+        )
+        await self._run(record)
 
     def cancel(self) -> None:
         """On shutdown: end a running inspection's device work at once. The record stays on disk

@@ -64,6 +64,9 @@ class InspectionRecord:
     not_completed: dict[str, str] = field(default_factory=dict)
     capture: CompletedCapture | None = None
     step: str | None = None
+    #: the item whose procedure is running (saved when it starts, cleared when it ends): after a
+    #: crash it names the item that was interrupted and runs again from its start
+    running: str | None = None
     abort_reason: str | None = None
     published: bool = False
 
@@ -102,6 +105,7 @@ class InspectionRecord:
             "not_completed": self.not_completed,
             "capture": capture_to_json(self.capture) if self.capture is not None else None,
             "step": self.step,
+            "running": self.running,
             "abort_reason": self.abort_reason,
             "published": self.published,
             "saved_at": utc_now().isoformat(),
@@ -116,6 +120,7 @@ class InspectionRecord:
             not_completed=dict(data["not_completed"]),
             capture=capture_from_json(data["capture"]) if data.get("capture") else None,
             step=data.get("step"),
+            running=data.get("running"),
             abort_reason=data.get("abort_reason"),
             published=bool(data.get("published")),
         )
