@@ -259,7 +259,9 @@ def curve_data(run: BrakeRun, analysis: AxleAnalysis | None = None) -> dict[str,
     if analysis is not None:
         data |= {
             "braking_start_index": analysis.braking_start_index,
+            "window_start_index": analysis.window_start_index,
             "window_end_index": analysis.window_end_index,
+            "braking_wheels": {"left": analysis.left_braking, "right": analysis.right_braking},
             "left_max_index": analysis.left_max_index,
             "right_max_index": analysis.right_max_index,
         }
