@@ -184,6 +184,7 @@ class InspectionRunner:
             self._reply(command.request_id, "start", reasons, command.inspection_no)
             return
         record = InspectionRecord.new(command)
+        self._mark_run(record)
         self.current = record
         self._abort.clear()
         self._capture_done.clear()
@@ -430,6 +431,10 @@ class InspectionRunner:
             os.fsync(fh.fileno())
         tmp.replace(path)
 
+    def _mark_run(self, record: InspectionRecord) -> None:
+        """The record takes the lane's run mode and procedure timings (results report them)."""
+        record.mark_run(simulation=self.lane.simulation, timings=self.lane.config.inspection.standard_timings())
+
     def resume(self) -> None:
         """After a restart: an unfinished inspection continues; measured items are not run again."""
         for path in sorted(self.records_dir.glob("*.json")):
@@ -449,6 +454,8 @@ class InspectionRunner:
                 measured=sorted(record.outcomes),
                 capture=record.capture is not None,
             )
+            self._mark_run(record)
+            self._save(record)
             self.current = record
             self._abort.clear()
             self._capture_done.clear()
