@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from laned.daily_checks import DailyCheckSettings
 from laned.errors import ConfigError
+from laned.procedures import StandardTiming
 from laned.procedures.brake_items import BrakeSettings
 from laned.procedures.free_acceleration import FreeAccelerationSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
@@ -189,6 +190,16 @@ class InspectionSettings(_Strict):
     daily_checks: DailyCheckSettings = Field(
         default_factory=DailyCheckSettings, description="the gas analyzer's daily leak check and HC residue"
     )
+
+    def standard_timings(self) -> tuple[StandardTiming, ...]:
+        """Every setting the standard fixes a least value for, with its key path: `time_scale`
+        (the standard's procedures run at 1) and each procedure's own (its `standard_timings()`)."""
+        return (
+            StandardTiming("inspection.time_scale", float(self.time_scale), 1.0, ""),
+            *self.brake.standard_timings("inspection.brake."),
+            *self.two_speed_idle.standard_timings("inspection.two_speed_idle."),
+            *self.free_acceleration.standard_timings("inspection.free_acceleration."),
+        )
 
 
 class LaneConfig(_Strict):
@@ -360,6 +371,37 @@ def check_data_files(config: LaneConfig, source: str) -> None:
         except ConfigError as exc:
             problems.extend(f"{exc.source}: {problem}" for problem in exc.problems)
     if problems:
+        raise ConfigError(source, problems)
+
+
+SIMULATION_FLAG = "--simulation"
+
+
+def shortened_timings(config: LaneConfig) -> list[StandardTiming]:
+    """The settings that would shorten a procedure below the standard's (empty: a production lane)."""
+    return [t for t in config.inspection.standard_timings() if t.shortened]
+
+
+def shortened_problems(config: LaneConfig) -> list[str]:
+    """One line per shortened setting: its key path, its value and the standard's."""
+
+    def shown(value: float, unit: str) -> str:
+        return f"{value:g} {unit}".strip()
+
+    return [
+        f"{t.key} = {shown(t.value, t.unit)}, below the standard's {shown(t.standard_min, t.unit)}: "
+        f"shortened procedures run only in a simulation (`{SIMULATION_FLAG}`), whose results say so"
+        for t in shortened_timings(config)
+    ]
+
+
+def require_standard_timings(config: LaneConfig, *, simulation: bool, source: str = "lane config") -> None:
+    """A lane that publishes signed results runs the standard's procedures: a time scale below 1
+    or a duration below the standard's is refused unless the lane was started as a simulation
+    (`laned run --simulation`; `Lane(config, simulation=True)`), whose results carry
+    `simulation: true`. Raises ConfigError naming every shortened setting."""
+    problems = shortened_problems(config)
+    if problems and not simulation:
         raise ConfigError(source, problems)
 
 

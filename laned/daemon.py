@@ -27,7 +27,7 @@ import structlog
 
 from drivers.base import Driver
 from laned import __version__
-from laned.config import LaneConfig
+from laned.config import LaneConfig, require_standard_timings
 from laned.devices import build_driver, reading_to_live
 from laned.mqtt import MqttLink, Topics
 from laned.outbox import Outbox
@@ -42,8 +42,20 @@ STATUS_SCHEMA = "lane-status/1"
 class Lane:
     """One lane: its devices, its broker link, its status. `run()` until `request_stop()`."""
 
-    def __init__(self, config: LaneConfig, *, startup_grace_s: float = 10.0, status_interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: LaneConfig,
+        *,
+        startup_grace_s: float = 10.0,
+        status_interval_s: float = 5.0,
+        simulation: bool = False,
+    ) -> None:
+        """`simulation`: the lane runs on simulated devices for tests, demos or training
+        (`laned run --simulation`); only then may the config shorten a procedure below the
+        standard's (a time scale below 1, …): ConfigError otherwise. Every result says which."""
+        require_standard_timings(config, simulation=simulation)
         self.config = config
+        self.simulation = simulation
         self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
         self.startup_grace_s = startup_grace_s
         self.status_interval_s = status_interval_s

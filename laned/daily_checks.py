@@ -343,20 +343,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which checks (default: all, in the order leak check, zero, HC residue)")
     parser.add_argument("--capped", action="store_true",
                         help="the probe is capped already: start the leak check without asking")
+    parser.add_argument("--simulation", action="store_true",
+                        help="allow a time scale below 1 (simulated analyzers: tests, demos, training)")
 
 
 async def run(args: argparse.Namespace) -> int:
     """Run the daily checks on the analyzer of a lane config, without the daemon or a broker.
 
-    Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable,
-    3 the analyzer does not answer."""
-    from laned.config import load_config
+    Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale
+    below 1 without `--simulation` included), 3 the analyzer does not answer."""
+    from laned.config import load_config, require_standard_timings
     from laned.devices import build_driver
     from laned.errors import ConfigError
     from laned.judging.limits import load_limits
 
     try:
         config = load_config(args.config)
+        require_standard_timings(config, simulation=bool(getattr(args, "simulation", False)), source=str(args.config))
         limits = load_limits(config.lane.limits_dir).emissions.two_speed_idle
     except ConfigError as exc:
         log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)

@@ -188,6 +188,7 @@ class InspectionRunner:
             self._reply(command.request_id, "start", reasons, command.inspection_no)
             return
         record = InspectionRecord.new(command)
+        self._mark_run(record)
         self.current = record
         self._abort.clear()
         self._capture_done.clear()
@@ -442,6 +443,10 @@ class InspectionRunner:
         text = json.dumps(record.to_json(), ensure_ascii=False, default=str)
         write_private(self._record_path(record.inspection_no), text.encode("utf-8"))
 
+    def _mark_run(self, record: InspectionRecord) -> None:
+        """The record takes the lane's run mode and procedure timings (results report them)."""
+        record.mark_run(simulation=self.lane.simulation, timings=self.lane.config.inspection.standard_timings())
+
     def resume(self) -> None:
         """After a restart: an unfinished inspection continues once the lane is up (`Lane.up`: its
         devices answered or the grace period ended, and the broker is connected); measured items are
@@ -465,6 +470,8 @@ class InspectionRunner:
                 interrupted_item=record.running,
                 capture=record.capture is not None,
             )
+            self._mark_run(record)
+            self._save(record)
             self.current = record
             self._abort.clear()
             self._capture_done.clear()

@@ -355,6 +355,8 @@ def build_results(record: InspectionRecord, lane: Lane) -> dict[str, dict[str, A
             "not_completed": {k: v for k, v in record.not_completed.items() if _belongs(k, platform)},
             "aborted": record.abort_reason,
             "inspector": inspector,
+            "simulation": record.simulation,
+            "procedure_timings": record.procedure_timings,
             **extra,
         }
         document["platform_record"] = _platform_record(document, mapping, record)
