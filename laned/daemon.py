@@ -63,6 +63,7 @@ class Lane:
             offline_status=lambda: self.status_document(online=False),
             on_message=self._dispatch,
             subscriptions=[self.topics.commands, f"{self.topics.pda}/capture", f"{self.topics.pda}/photo/#"],
+            on_connected=self.publish_status,  # the status re-sent on connect names the broker now in use
         )
         self.started_at = time.time()
         self.online = False
@@ -100,7 +101,7 @@ class Lane:
             "inspection": self.inspection,
             "outbox": self.outbox.stats(),
             "daily_checks": self._daily_checks_status(),
-            "broker": self.mqtt.broker if self.mqtt.connected else None,
+            "broker": self.mqtt.broker if is_online and self.mqtt.connected else None,
             **self.status_extra,
         }
 

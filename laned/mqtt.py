@@ -184,6 +184,7 @@ class MqttLink:
         on_message: MessageHandler | None = None,
         subscriptions: list[str] | None = None,
         live_queue_size: int = 1000,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
@@ -209,6 +210,7 @@ class MqttLink:
         self.brokers = config.mqtt.brokers  # the primary first
         self._broker_index = 0  # the broker connected to, or tried next
         self._will = b""  # the will of the current connection
+        self._on_connected = on_connected  # e.g. a fresh status, naming the broker now in use
 
     # ----- what the daemon calls ---------------------------------------------------
 
@@ -368,6 +370,8 @@ class MqttLink:
                         primary=self.on_primary,
                         client_id=self.config.client_id,
                     )
+                    if self._on_connected is not None:
+                        self._on_connected()
                     self._status_dirty.set()
                     try:
                         moving_back = await self._serve(client)
