@@ -64,6 +64,7 @@ class Lane:
             on_message=self._dispatch,
             subscriptions=[self.topics.commands, f"{self.topics.pda}/capture", f"{self.topics.pda}/photo/#"],
             on_connected=self.publish_status,  # the status re-sent on connect names the broker now in use
+            on_progress=lambda: self.beat("mqtt", self._mqtt_period_s()),
         )
         self.started_at = time.time()
         self.online = False
@@ -194,6 +195,13 @@ class Lane:
     def beat(self, loop: str, period_s: float) -> None:
         """`loop` made progress and will again within `period_s`."""
         self._beats[loop] = (time.monotonic(), period_s)
+
+    def _mqtt_period_s(self) -> float:
+        """The longest the MQTT link may go without a turn of its loop or a status published
+        (once a status tick, when online): a reconnect pause at its longest (with jitter), a
+        connect and a publish at aiomqtt's timeout (10 s each), the start before online."""
+        mqtt = self.config.mqtt
+        return max(self.status_interval_s, self.startup_grace_s, 1.2 * mqtt.reconnect_max_s + 20.0)
 
     def stalled_loops(self, max_age_s: float = 0.0) -> list[str]:
         """The supervised loops that did not beat within three of their periods (and not within

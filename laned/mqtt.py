@@ -185,6 +185,7 @@ class MqttLink:
         subscriptions: list[str] | None = None,
         live_queue_size: int = 1000,
         on_connected: Callable[[], None] | None = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
@@ -211,6 +212,7 @@ class MqttLink:
         self._broker_index = 0  # the broker connected to, or tried next
         self._will = b""  # the will of the current connection
         self._on_connected = on_connected  # e.g. a fresh status, naming the broker now in use
+        self._on_progress = on_progress or (lambda: None)  # the link's loop turned: a heartbeat
 
     # ----- what the daemon calls ---------------------------------------------------
 
@@ -350,6 +352,7 @@ class MqttLink:
         attempt = 0  # rounds of every broker failing
         mqtt = self.config.mqtt
         while not self._stopping:
+            self._on_progress()
             broker = self.broker
             moving_back = False
             try:
@@ -370,10 +373,10 @@ class MqttLink:
                         primary=self.on_primary,
                         client_id=self.config.client_id,
                     )
-                    if self._on_connected is not None:
-                        self._on_connected()
                     self._status_dirty.set()
                     try:
+                        if self._on_connected is not None:
+                            self._on_connected()
                         moving_back = await self._serve(client)
                     except (aiomqtt.MqttError, OSError):
                         raise
@@ -487,6 +490,7 @@ class MqttLink:
             self._status_dirty.clear()
             if self._status is not None:
                 await client.publish(self.topics.status, self._status, qos=1, retain=True)
+                self._on_progress()
 
     async def _outbox_pump(self, client: aiomqtt.Client, window: int = OUTBOX_WINDOW) -> None:
         """Send pending messages oldest first; remove each after its PUBACK. Up to `window` in flight,
