@@ -309,19 +309,22 @@ class MqttLink:
 
     # ----- the connection --------------------------------------------------------
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, *, probe: bool = False) -> dict[str, Any]:
+        """The connection to the broker in use; `probe`: a short one to the primary, under a client
+        id of its own (the lane's own would take over its session), with no will."""
         mqtt = self.config.mqtt
-        host, port = self.brokers[self._broker_index]
+        host, port = self.brokers[0 if probe else self._broker_index]
         kwargs: dict[str, Any] = {
             "hostname": host,
             "port": port,
-            "identifier": self.config.client_id,
+            "identifier": f"{self.config.client_id}-probe" if probe else self.config.client_id,
             "keepalive": mqtt.keepalive_s,
             "protocol": aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311,
-            "will": aiomqtt.Will(self.topics.status, self._will_payload(), qos=1, retain=True),
-            "timeout": 10,
+            "timeout": 5 if probe else 10,
             "max_queued_outgoing_messages": None,
         }
+        if not probe:
+            kwargs["will"] = aiomqtt.Will(self.topics.status, self._will_payload(), qos=1, retain=True)
         if mqtt.protocol != "5":
             kwargs["clean_session"] = True
         if mqtt.username:
@@ -436,16 +439,13 @@ class MqttLink:
             await client.publish(self.topics.status, payload, qos=1, retain=True, timeout=3)
 
     async def _primary_answers(self) -> bool:
-        """A TCP connection to the primary broker's port succeeds (then closed at once)."""
-        host, port = self.brokers[0]
+        """The primary broker accepts an MQTT connection (then closed at once): more than a TCP
+        port that answers, which a load balancer with no broker behind it does too."""
         try:
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
-        except (OSError, TimeoutError):
+            async with aiomqtt.Client(**self._client_kwargs(probe=True)):
+                return True
+        except (aiomqtt.MqttError, OSError):
             return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
 
     async def _back_to_primary(self) -> None:
         """On a secondary broker: returns once the primary answers (tried every primary_retry_s)."""

@@ -90,9 +90,13 @@ async def test_the_first_broker_stops_mid_inspection_and_the_results_arrive_thro
         reply = await on_first.wait_for(lambda m: m.topic == f"{ROOT}/reply/req-1")
         assert reply.json()["accepted"] is True
 
-        # the inspection waits for the PDA's capture; messages queued as the first broker stops
+        # the inspection waits for the PDA's capture; messages are queued, some reach the first
+        # broker, more are queued, and the first broker stops
         queued = [f"queued-{n:03d}" for n in range(60)]
-        for message_id in queued:
+        for message_id in queued[:30]:
+            lane.mqtt.enqueue(f"{ROOT}/event", {"schema": "test-queued/1", "event_id": message_id}, kind="result")
+        await until(lambda: len(ids(on_first, "/event", "event_id")) >= 10, 5, "the first messages sent")
+        for message_id in queued[30:]:
             lane.mqtt.enqueue(f"{ROOT}/event", {"schema": "test-queued/1", "event_id": message_id}, kind="result")
         await first.stop()
 
@@ -122,6 +126,7 @@ async def test_the_first_broker_stops_mid_inspection_and_the_results_arrive_thro
         assert max(Counter(through_second).values(), default=1) == 1
         # what the second broker got, it got in the order queued, from where the first left off
         assert through_second == sorted(through_second)
+        assert len(through_first) >= 10 and queued[-1] in through_second  # the outbox carried the rest across
 
         # the first broker answers again: the lane goes back to it and says so there
         await first.start()
