@@ -134,3 +134,26 @@ async def test_the_first_broker_stops_mid_inspection_and_the_results_arrive_thro
             status = await back_on_first.wait_status("online", timeout_s=10)
             assert status["broker"] == f"127.0.0.1:{first.port}"
         assert lane.mqtt.connected and lane.mqtt.on_primary
+
+
+async def test_a_primary_down_at_start_is_passed_over_and_taken_back_once_it_accepts(
+    tmp_path: Path, two_mosquittos: tuple[Mosquitto, Mosquitto]
+) -> None:
+    first, second = two_mosquittos
+    await first.stop()  # the primary is down when the lane starts
+    data = lane_config_dict(tmp_path, first)
+    del data["mqtt"]["host"], data["mqtt"]["port"]
+    data["mqtt"] |= {"hosts": [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"], "primary_retry_s": 0.3}
+    lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=0.2, status_interval_s=0.2)
+    async with subscriber(second.host, second.port, f"{ROOT}/status") as on_second, running(lane):
+        status = await on_second.wait_status("online")
+        assert status["broker"] == f"127.0.0.1:{second.port}"
+        assert not lane.mqtt.on_primary
+        await asyncio.sleep(1.0)  # the primary is tried every 0.3 s meanwhile: the lane stays put
+        assert lane.mqtt.connected and lane.mqtt.connects == 1
+
+        await first.start()
+        async with subscriber(first.host, first.port, f"{ROOT}/status") as on_first:
+            status = await on_first.wait_status("online")
+            assert status["broker"] == f"127.0.0.1:{first.port}"
+        assert lane.mqtt.on_primary and lane.mqtt.connects == 2
