@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from laned.errors import ConfigError
+from laned.errors import ConfigError, LaneCrashed
 from laned.logging import configure_logging
+
+#: `laned run`'s exit status when a task of the daemon crashed (EX_SOFTWARE, sysexits.h); 2: a bad config
+EXIT_CRASHED = 70
 
 #: `laned simulate NAME` -> the simulator module (each offers add_arguments(parser) and run(args))
 SIMULATORS = {
@@ -41,7 +44,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         lane = Lane(config, simulation=args.simulation)
         await run_lane(lane)  # SIGTERM/SIGINT stop it; systemd gets READY, STATUS, WATCHDOG, STOPPING
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except LaneCrashed as exc:  # logged as task_crashed with its traceback; the lane stopped in order
+        print(f"laned: {exc}", file=sys.stderr)
+        return EXIT_CRASHED
     return 0
 
 

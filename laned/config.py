@@ -49,6 +49,28 @@ class TlsConfig(_Strict):
         return self
 
 
+def parse_broker_address(entry: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` as (host, port); ValueError naming the entry."""
+    text = entry.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or (close + 1 < len(text) and text[close + 1] != ":"):
+            raise ValueError(f"broker {entry!r}: expected [address] or [address]:port")
+        host, port_text = text[1:close], text[close + 2 :]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        raise ValueError(f"broker {entry!r}: an IPv6 address goes in brackets, e.g. [{text}]:1883")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"broker {entry!r}: no host name")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"broker {entry!r}: port {port_text!r} is not a number from 1 to 65535")
+    return host, int(port_text)
+
+
 class MqttConfig(_Strict):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
@@ -62,6 +84,32 @@ class MqttConfig(_Strict):
     tls: TlsConfig = TlsConfig()
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    hosts: list[str] | None = Field(
+        None,
+        min_length=1,
+        description='brokers in order of preference, each "host" or "host:port" ("[v6]:port"): the first is '
+        "the primary; replaces host and port",
+    )
+    primary_retry_s: float = Field(
+        60.0, gt=0, description="while on a secondary broker, how often the primary is tried again (s)"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_broker(self) -> MqttConfig:
+        if self.hosts is not None:
+            both = sorted({"host", "port"} & self.model_fields_set)
+            if both:
+                raise ValueError(f"hosts replaces {' and '.join(both)}: set one or the other")
+            for entry in self.hosts:
+                parse_broker_address(entry, self.port)  # raises ValueError naming the entry
+        return self
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of every broker, the primary first: `hosts`, or the one `host`/`port`."""
+        if self.hosts is None:
+            return [(self.host, self.port)]
+        return [parse_broker_address(entry, self.port) for entry in self.hosts]
 
     def resolved_password(self) -> str | None:
         if self.password is not None:

@@ -21,3 +21,14 @@ class CommandRejected(LaneError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = list(reasons)
         super().__init__("; ".join(self.reasons))
+
+
+class LaneCrashed(LaneError):
+    """A task of the daemon that must run for its whole life ended (an unexpected error, or it
+    returned): the lane was stopped in order and the process exits non-zero for systemd to restart."""
+
+    def __init__(self, task: str, cause: BaseException | None) -> None:
+        self.task = task
+        self.cause = cause
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else "it ended"
+        super().__init__(f"task {task} crashed ({why}); the lane was stopped")
