@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from laned.errors import ConfigError
+from laned.errors import ConfigError, LaneBusy
 from laned.logging import configure_logging
+
+#: `laned run` / `laned daily-check`: another process already runs this lane (docs/operations.md)
+EXIT_LANE_BUSY = 3
 
 #: `laned simulate NAME` -> the simulator module (each offers add_arguments(parser) and run(args))
 SIMULATORS = {
@@ -26,6 +29,7 @@ SIMULATORS = {
 def _cmd_run(args: argparse.Namespace) -> int:
     from laned.config import load_config, require_standard_timings
     from laned.daemon import Lane
+    from laned.lane_lock import LaneLock
     from laned.systemd import run_lane
 
     try:
@@ -36,12 +40,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     os.umask(0o077)  # whatever the shell's umask, what the daemon writes is its own (records hold VINs)
+    try:  # before the outbox, the ports and the broker: a second daemon on this lane must touch none of them
+        lock = LaneLock.for_config(config, role="run").acquire()
+    except LaneBusy as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return EXIT_LANE_BUSY
 
     async def main() -> None:
         lane = Lane(config, simulation=args.simulation)
         await run_lane(lane)  # SIGTERM/SIGINT stop it; systemd gets READY, STATUS, WATCHDOG, STOPPING
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        lock.release()
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from protocols.errors import LaneError
 
 
@@ -21,3 +23,11 @@ class CommandRejected(LaneError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = list(reasons)
         super().__init__("; ".join(self.reasons))
+
+
+class LaneBusy(LaneError):
+    """Another process already runs this lane (holds its state directory's lock); `owner` says who."""
+
+    def __init__(self, message: str, *, owner: Any = None) -> None:
+        self.owner = owner  # laned.lane_lock.LockOwner, or None when the lock file does not say
+        super().__init__(message)

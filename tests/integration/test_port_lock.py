@@ -60,9 +60,8 @@ def pty(tmp_path: Path) -> Iterator[PtyLink]:
 
 async def test_a_serial_port_held_by_another_process_is_refused_naming_that_process(pty: PtyLink) -> None:
     link = SerialLink("gas-analyzer", str(pty.link), baudrate=9600)
-    with held_by_another_process(pty.link) as other:
-        with pytest.raises(DeviceUnavailable) as caught:
-            await link.open()
+    with held_by_another_process(pty.link) as other, pytest.raises(DeviceUnavailable) as caught:
+        await link.open()
     message = str(caught.value)
     assert message.startswith(f"gas-analyzer on {pty.link}: the serial port is in use by another process "
                               f"(pid {other.pid} (python"), message
