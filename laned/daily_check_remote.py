@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import ssl
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,13 +25,18 @@ from typing import Any
 import aiomqtt
 import structlog
 
+from laned.daily_checks import DailyCheckSettings
 from laned.lane_lock import LockOwner
 from laned.mqtt import Topics
+from laned.procedures.emissions_items import settings_from
 
 log = structlog.get_logger("laned.daily_checks")
 
 #: the lane answers a command within this (it only has to start the checks)
 REPLY_TIMEOUT_S = 10.0
+#: after the reply, the checks end within the analyzer's warm-up allowance and this (the checks
+#: themselves take minutes); past it the CLI stops waiting (the events may not reach it)
+CHECKS_TIME_S = 600.0
 #: exit status when the checks could not be run (as the CLI's own "analyzer does not answer")
 EXIT_NOT_RUN = 3
 
@@ -90,7 +96,9 @@ async def run_through_daemon(
             for topic in (topics.reply(request_id), topics.event, topics.status):
                 await client.subscribe(topic, qos=1)
             await client.publish(topics.cmd("daily-check"), json.dumps(command).encode(), qos=1, timeout=10)
-            return await _follow(client, topics, request_id, lane_name, reply_timeout_s, say)
+            finish_timeout_s = settings_from(config.inspection, "daily_checks", DailyCheckSettings).ready_timeout_s
+            return await _follow(client, topics, request_id, lane_name, say, reply_timeout_s=reply_timeout_s,
+                                 finish_timeout_s=finish_timeout_s + CHECKS_TIME_S)
     except aiomqtt.MqttError as exc:
         say(f"laned: cannot reach the lane's broker {broker} to ask the running lane: {exc}")
         log.error("daily_check_broker_unreachable", broker=broker, error=str(exc))
@@ -98,19 +106,25 @@ async def run_through_daemon(
 
 
 async def _follow(client: aiomqtt.Client, topics: Topics, request_id: str, lane_name: str,
-                  reply_timeout_s: float, say: Callable[[str], None]) -> int:
+                  say: Callable[[str], None], *, reply_timeout_s: float, finish_timeout_s: float) -> int:
     """The reply, then the events of the daily checks until their end (step `daily_check` finished).
     The lane sends the reply and the events of the run it starts in order, through its outbox:
     events before the reply belong to a run started by someone else, and are not ours to report."""
     replied = False
+    deadline = time.monotonic() + reply_timeout_s
     messages = aiter(client.messages)
     while True:
         try:
-            message = await (anext(messages) if replied else asyncio.wait_for(anext(messages), reply_timeout_s))
+            message = await asyncio.wait_for(anext(messages), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            say(f"laned: lane {lane_name} did not answer the daily-check command within {reply_timeout_s:.0f} s: "
-                "is its daemon connected to the broker, and may this lane's identity publish "
-                f"{topics.cmd('daily-check')} (docs/broker-acl.md)?")
+            if replied:
+                say(f"laned: lane {lane_name} did not announce the end of the daily checks within "
+                    f"{finish_timeout_s:.0f} s: may this lane's identity read {topics.event} (docs/broker-acl.md)? "
+                    "Its …/status shows the outcome")
+            else:
+                say(f"laned: lane {lane_name} did not answer the daily-check command within {reply_timeout_s:.0f} s: "
+                    "is its daemon connected to the broker, and may this lane's identity publish "
+                    f"{topics.cmd('daily-check')} (docs/broker-acl.md)?")
             return EXIT_NOT_RUN
         topic = str(message.topic)
         try:
@@ -121,6 +135,7 @@ async def _follow(client: aiomqtt.Client, topics: Topics, request_id: str, lane_
             continue
         if topic == topics.reply(request_id):
             replied = True
+            deadline = time.monotonic() + finish_timeout_s
             if not document.get("accepted"):
                 reasons = "; ".join(document.get("reasons") or []) or "no reason given"
                 say(f"laned: lane {lane_name} refused the daily checks: {reasons}")
