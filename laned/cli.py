@@ -45,6 +45,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except LaneBusy as exc:
         print(f"laned: {exc}", file=sys.stderr)
         return EXIT_LANE_BUSY
+    except ConfigError as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         lane = Lane(config, simulation=args.simulation)

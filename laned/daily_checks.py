@@ -384,6 +384,9 @@ async def run(args: argparse.Namespace) -> int:
             return await run_through_daemon(config, exc.owner, args.checks)
         print(f"laned: {exc}", file=sys.stderr, flush=True)
         return 3
+    except ConfigError as exc:
+        log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)
+        return 2
     try:
         return await _run_on_the_ports(args, config, name, analyzers[name], limits)
     finally:

@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from laned.errors import LaneBusy
+from laned.errors import ConfigError, LaneBusy
 
 log = structlog.get_logger("laned.lock")
 
@@ -89,14 +89,20 @@ class LaneLock:
         return self._fd is not None
 
     def _open(self) -> int:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except PermissionError:  # made by another user: locking needs no write access, telling who we are does
-            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except PermissionError:  # another user's file: locking needs no write access, telling who we are does
+                return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConfigError("lane.state_dir", [
+                f"cannot open the lane's lock file {self.path}: {exc.strerror or exc} "
+                "(run as the lane's user, e.g. sudo -u laned)"]) from None
 
     def acquire(self) -> LaneLock:
-        """Take the lock, or raise `LaneBusy` naming the process that has it."""
+        """Take the lock, or raise `LaneBusy` naming the process that has it (`ConfigError` when the
+        state directory cannot hold the lock file)."""
         if self._fd is not None:
             return self
         fd = self._open()

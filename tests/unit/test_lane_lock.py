@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from laned.errors import LaneBusy
+from laned.errors import ConfigError, LaneBusy
 from laned.lane_lock import LaneLock
 from tests.helpers import ROOT
 
@@ -70,3 +70,12 @@ def test_a_killed_owner_leaves_its_lock_file_but_not_its_lock(tmp_path: Path, ho
             lane_lock(tmp_path).acquire()  # the same process, another open: refused too
     with lane_lock(tmp_path) as again:  # released on exit
         assert again.held
+
+
+def test_a_state_directory_that_cannot_hold_the_lock_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the state directory should be")
+    with pytest.raises(ConfigError) as caught:
+        lane_lock(tmp_path).acquire()
+    assert caught.value.problems[0].startswith(
+        f"cannot open the lane's lock file {tmp_path / 'state' / 'laned.lock'}: ")
+    assert caught.value.problems[0].endswith("(run as the lane's user, e.g. sudo -u laned)")
