@@ -46,7 +46,7 @@ def _readable(argv: list[bytes]) -> str | None:
             words = words[1:]  # an entry-point script run by its interpreter
     if words:
         words[0] = os.path.basename(words[0])
-    return " ".join(words)[:160] or None
+    return " ".join(" ".join(words).split())[:160] or None  # one line: a `-c` script has newlines
 
 
 def lock_holder(port: str, *, proc_locks: Path = PROC_LOCKS) -> str | None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.errors import DeviceError, DeviceRefused
+from drivers.errors import DeviceError, DeviceRefused, DeviceUnavailable
 from laned.private_files import open_private, private_dir
 from laned.procedures.emissions_items import ReadingFeed, settings_from
 from laned.procedures.two_speed_idle import HcResidueSettings, hc_residue_check, stop_pump
@@ -396,6 +396,7 @@ async def run(args: argparse.Namespace) -> int:
 async def _run_on_the_ports(args: argparse.Namespace, config: Any, name: str, analyzer_config: Any,
                             limits: TwoSpeedIdleLimits) -> int:
     """The checks on the analyzer's own port, this process holding the lane's lock."""
+    from drivers.port_lock import in_use_detail, lock_holder
     from laned.devices import build_driver
 
     settings = settings_from(config.inspection, "daily_checks", DailyCheckSettings)
@@ -415,6 +416,10 @@ async def _run_on_the_ports(args: argparse.Namespace, config: Any, name: str, an
         else:
             await asyncio.sleep(settings.cap_wait_s * config.inspection.time_scale)
 
+    if lock_holder(driver.port) is not None:  # held by a process that is not a daemon of this lane: say so now
+        log.error("daily_check_analyzer_unavailable", device=name, port=driver.port,
+                  error=str(DeviceUnavailable(name, in_use_detail(driver.port), port=driver.port)))
+        return 3
     supervisor = asyncio.create_task(driver.run(), name=f"driver-{name}")
     try:
         try:

@@ -13,6 +13,7 @@ import contextlib
 import re
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from laned.broker import free_port
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
 from tests.helpers import ROOT, Recorder, laned_command, subscriber, write_lane_toml
+from tests.integration.test_port_lock import held_by_another_process
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +169,20 @@ async def test_laned_run_is_refused_while_laned_daily_check_has_the_analyzer_its
                 checks.kill()
                 checks.wait()
     assert checks.returncode == 0, stderr  # undisturbed: the leak check ran and passed
+
+
+async def test_laned_daily_check_without_a_daemon_names_another_process_holding_the_analyzers_port(
+        tmp_path: Path) -> None:
+    link = tmp_path / "ga"
+    devices = f'[devices.gas-analyzer]\nkind = "gas_analyzer"\ntransport = {{ type = "serial", port = "{link}" }}\n'
+    config = write_lane_toml(tmp_path / "lane.toml", state_dir=tmp_path / "state", host="127.0.0.1",
+                             port=free_port(), devices=devices)
+    async with GasAnalyzerSimulator(link, config=load_analyzer_config(fast=True, seed=5)):
+        with held_by_another_process(link) as other:
+            started = time.monotonic()
+            checks = await run_cli("daily-check", "--config", str(config), "--capped")
+            took_s = time.monotonic() - started
+    assert checks.returncode == 3
+    assert (f"gas-analyzer on {link}: the serial port is in use by another process (pid {other.pid} (python -c "
+            in checks.stdout + checks.stderr), checks.stdout + checks.stderr
+    assert took_s < 10  # at once, not after the 15 s the analyzer is given to answer
