@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 
 from laned.errors import ConfigError, LaneBusy
+from laned.private_files import open_private, private_dir
 
 log = structlog.get_logger("laned.lock")
 
@@ -90,9 +91,9 @@ class LaneLock:
 
     def _open(self) -> int:
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.state_dir)
             try:
-                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                return open_private(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
             except PermissionError:  # another user's file: locking needs no write access, telling who we are does
                 return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:

@@ -65,8 +65,8 @@ async def running_lane(tmp_path: Path, mosquitto: Any) -> AsyncIterator[RunningL
                              devices=devices)
     async with (GasAnalyzerSimulator(link, config=load_analyzer_config(fast=True, seed=5)),
                 subscriber(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#") as station):
-        process = subprocess.Popen(laned_command("run", "--config", str(config), "--log-format", "json"),
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(laned_command("run", "--simulation", "--config", str(config), "--log-format",
+                                                 "json"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             await station.wait_status("online", timeout_s=20, **{"gas-analyzer": "connected"})
             yield RunningLane(config, state_dir, process, station)
@@ -85,11 +85,11 @@ async def run_cli(*args: str, timeout_s: float = 30) -> subprocess.CompletedProc
 async def test_a_second_laned_run_on_the_lane_is_refused_naming_the_first_and_the_first_goes_on(
         tmp_path: Path, mosquitto: Any) -> None:
     async with running_lane(tmp_path, mosquitto) as lane:
-        second = await run_cli("run", "--config", str(lane.config))
+        second = await run_cli("run", "--simulation", "--config", str(lane.config))
         assert second.returncode == 3
         assert re.fullmatch(
             re.escape(f"laned: lane 370100/T1 is already run by pid {lane.process.pid} "
-                      f"(laned run --config {lane.config} --log-format json, since ")
+                      f"(laned run --simulation --config {lane.config} --log-format json, since ")
             + r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+"
             + re.escape(f"); state directory {lane.state_dir} (lock {lane.state_dir / 'laned.lock'}): "
                         "one process per lane, stop that one first\n"),
@@ -103,9 +103,9 @@ async def test_a_second_laned_run_on_the_lane_is_refused_naming_the_first_and_th
 async def test_laned_daily_check_against_a_running_lane_runs_the_checks_in_its_daemon(
         tmp_path: Path, mosquitto: Any) -> None:
     async with running_lane(tmp_path, mosquitto) as lane:
-        first = subprocess.Popen(laned_command("daily-check", "--config", str(lane.config), "--checks", "leak_check",
-                                               "zero"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
+        first = subprocess.Popen(laned_command("daily-check", "--simulation", "--config", str(lane.config),
+                                               "--checks", "leak_check", "zero"),
+                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert first.stdout is not None
             lines = []
@@ -114,7 +114,7 @@ async def test_laned_daily_check_against_a_running_lane_runs_the_checks_in_its_d
                 lines.append(line.rstrip("\n"))
             lines.append(line.rstrip("\n"))
             # meanwhile a second technician asks too: the daemon runs one at a time
-            second = await run_cli("daily-check", "--config", str(lane.config))
+            second = await run_cli("daily-check", "--simulation", "--config", str(lane.config))
             rest, stderr = await asyncio.to_thread(first.communicate, None, 30)
         finally:
             if first.poll() is None:
@@ -125,7 +125,8 @@ async def test_laned_daily_check_against_a_running_lane_runs_the_checks_in_its_d
                                                   "daily checks are running now: start again when they have finished")
         assert first.returncode == 0, "\n".join(lines) + rest + stderr
         lines += rest.splitlines()
-        assert lines[0].startswith(f"laned: lane 370100/T1 is run by pid {lane.process.pid} (laned run --config ")
+        assert lines[0].startswith(f"laned: lane 370100/T1 is run by pid {lane.process.pid} "
+                                 "(laned run --simulation --config ")
         assert f"the daily checks run there ({ROOT_TOPIC}/cmd/daily-check, request cli-" in lines[0]
         assert "daily check: [prompt] cap the sampling probe for the leak check (堵住探头)" in lines
         assert "daily check: [prompt] take the cap off the sampling probe" in lines
@@ -150,7 +151,8 @@ async def test_laned_run_is_refused_while_laned_daily_check_has_the_analyzer_its
     config = write_lane_toml(tmp_path / "lane.toml", state_dir=tmp_path / "state", host="127.0.0.1",
                              port=free_port(), devices=devices)  # no broker: no daemon runs this lane
     async with GasAnalyzerSimulator(link, config=load_analyzer_config(fast=True, seed=5)):
-        checks = subprocess.Popen(laned_command("daily-check", "--config", str(config), "--checks", "leak_check"),
+        checks = subprocess.Popen(laned_command("daily-check", "--simulation", "--config", str(config), "--checks",
+                                                "leak_check"),
                                   cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         try:
@@ -159,10 +161,10 @@ async def test_laned_run_is_refused_while_laned_daily_check_has_the_analyzer_its
                 if lock_file.exists() and f'"pid": {checks.pid}' in lock_file.read_text():
                     break
                 await asyncio.sleep(0.05)
-            daemon = await run_cli("run", "--config", str(config))
+            daemon = await run_cli("run", "--simulation", "--config", str(config))
             assert daemon.returncode == 3
-            assert f"laned: lane 370100/T1 is already run by pid {checks.pid} (laned daily-check --config {config} " \
-                   "--checks leak_check, since " in daemon.stderr
+            assert f"laned: lane 370100/T1 is already run by pid {checks.pid} (laned daily-check --simulation " \
+                   f"--config {config} --checks leak_check, since " in daemon.stderr
             _, stderr = await asyncio.to_thread(checks.communicate, None, 30)
         finally:
             if checks.poll() is None:
@@ -180,7 +182,7 @@ async def test_laned_daily_check_without_a_daemon_names_another_process_holding_
     async with GasAnalyzerSimulator(link, config=load_analyzer_config(fast=True, seed=5)):
         with held_by_another_process(link) as other:
             started = time.monotonic()
-            checks = await run_cli("daily-check", "--config", str(config), "--capped")
+            checks = await run_cli("daily-check", "--simulation", "--config", str(config), "--capped")
             took_s = time.monotonic() - started
     assert checks.returncode == 3
     assert (f"gas-analyzer on {link}: the serial port is in use by another process (pid {other.pid} (python -c "
