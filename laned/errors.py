@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from protocols.errors import LaneError
 
 
@@ -32,3 +34,11 @@ class LaneCrashed(LaneError):
         self.cause = cause
         why = f"{type(cause).__name__}: {cause}" if cause is not None else "it ended"
         super().__init__(f"task {task} crashed ({why}); the lane was stopped")
+
+
+class LaneBusy(LaneError):
+    """Another process already runs this lane (holds its state directory's lock); `owner` says who."""
+
+    def __init__(self, message: str, *, owner: Any = None) -> None:
+        self.owner = owner  # laned.lane_lock.LockOwner, or None when the lock file does not say
+        super().__init__(message)

@@ -214,6 +214,10 @@ class InspectionRunner:
         if self.current is not None:
             self._reply(command.request_id, "daily-check", [f"lane busy with inspection {self.current.inspection_no}"])
             return
+        if self._daily_task is not None and not self._daily_task.done():  # one run at a time on the analyzer
+            self._reply(command.request_id, "daily-check", ["the gas analyzer's daily checks are running now: "
+                                                            "start again when they have finished"])
+            return
         from laned.daily_checks import run_daily_checks
 
         self._reply(command.request_id, "daily-check", [])

@@ -81,7 +81,7 @@ async def motors_coil(port: int) -> bool | None:
 
 
 def start_daemon(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(laned_command("run", "--config", str(config), "--log-format", "json"), cwd=ROOT,
+    return subprocess.Popen(laned_command("run", "--simulation", "--config", str(config), "--log-format", "json"), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
