@@ -349,9 +349,9 @@ class AsmPhase:
         self._clocked.append(record)
         # 3. the decision due now
         if self._t == self.s.fast_check_t:
-            step = self._fast_check()
-            if step is not None:
-                return step
+            fast = self._fast_check()
+            if fast is not None:
+                return fast
         elif self._t == self.s.phase_s:
             return self._final()
         return self._timeout_or(AsmStep(AsmEvent.RUNNING, self._t, record), second)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Literal
 
-from laned.judging.limits import EmissionsLimits, LimitsError, LugDownLimits, check
+from laned.judging.limits import CitedValue, EmissionsLimits, LimitsError, LugDownLimits, LugDownSet, check
 from laned.judging.rounding import _PRECISION, Check, Number, round_half_away, to_decimal
 from laned.procedures.lug_down_settings import LugDownSettings
 
@@ -364,6 +364,8 @@ class LugDownVerdict:
     k100_m1: Decimal | None  # rounded to 0.01 m⁻¹
     k80_m1: Decimal | None
     nox80_ppm: Decimal | None  # rounded to 1 ppm
+    limits: LugDownSet  # the set applied
+    min_power_pct: CitedValue
 
 
 def judge_lug_down(
@@ -433,7 +435,7 @@ def judge_lug_down(
         scan=scan, points=tuple(points), pf=pf, pmax_kw=pmax, corrected_pmax_kw=corrected, power_pct=pct,
         vel_max_hp_kmh=None if scan is None else scan.vel_max_hp_kmh, calculated_vel_max_hp_kmh=calc,
         max_rpm=None if scan is None else scan.max_rpm, idle_rpm=_opt(idle_rpm),
-        k100_m1=k100, k80_m1=k80, nox80_ppm=nox80,
+        k100_m1=k100, k80_m1=k80, nox80_ppm=nox80, limits=limit, min_power_pct=lug.min_power_pct,
     )
 
 
