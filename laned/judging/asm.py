@@ -352,7 +352,7 @@ class AsmPhase:
             fast = self._fast_check()
             if fast is not None:
                 return fast
-        elif self._t == self.s.phase_s:
+        if self._t == self.s.phase_s:  # (a shortened phase may end at its fast check's second)
             return self._final()
         return self._timeout_or(AsmStep(AsmEvent.RUNNING, self._t, record), second)
 

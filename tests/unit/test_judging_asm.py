@@ -399,3 +399,13 @@ def test_the_standard_timings_of_the_asm_settings():
     assert {t.key for t in short.standard_timings() if t.shortened} == {"phase_s", "response_s", "fast_window_s"}
     with pytest.raises(ValueError, match="fast check"):
         AsmSettings(phase_s=15)
+
+
+def test_a_shortened_phase_in_a_simulation_decides_at_its_own_end():
+    # phase_s 20 = the fast check's t: HC 30 is neither a fast pass (> 23.5) nor a fast fail, so the phase
+    # result (t = 11 … 20, result_window_s 10) decides at once: 30 ≤ 47, pass
+    short = DF1.model_copy(update={"phase_s": 20, "max_phase_s": 60})
+    p = phase(short)
+    to_clock(p)
+    assert run(p, [sec(hc=30)] * 20)[-1] is AsmEvent.PASS
+    assert p.result is not None and p.result.window == (11, 20)
