@@ -9,6 +9,9 @@ the ambient conditions for kH if not yet read), `RESTART`, and the end of the ph
 into the test's verdict. The rules, their order within a second and the rounding follow
 standards.md ("Gasoline: steady-state ASM" and its Clarifications); arithmetic is in Decimal
 at 40 digits up to the final rounding, half away from zero.
+
+Over 400 lines: the corrections, the phase machine and the verdict are one method's rules,
+read together against standards.md; split, each half would need the other's to be checked.
 """
 
 from __future__ import annotations

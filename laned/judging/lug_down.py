@@ -8,6 +8,9 @@ write until `DONE`; any `VOID` ends the test. `judge_lug_down` turns what they f
 the verdict. Rules and rounding follow standards.md ("Diesel: lug-down" and its
 Clarifications); speeds and powers are compared exact (Decimal), rounded only to report,
 and K, NOx and the power percentage are rounded half away from zero before their limits.
+
+Over 400 lines: scan start, scan, points and verdict are one method's rules, kept together
+so each can be checked against standards.md beside the others.
 """
 
 from __future__ import annotations
