@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from laned.daily_checks import DailyCheckSettings
 from laned.errors import ConfigError
 from laned.procedures import StandardTiming
+from laned.procedures.asm_settings import AsmSettings
 from laned.procedures.brake_items import BrakeSettings
 from laned.procedures.free_acceleration import FreeAccelerationSettings
+from laned.procedures.lug_down_settings import LugDownSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
 from protocols.datafiles import CONFIG_DIR
 
@@ -235,6 +237,12 @@ class InspectionSettings(_Strict):
     free_acceleration: FreeAccelerationSettings = Field(
         default_factory=FreeAccelerationSettings, description="the free acceleration test on the opacimeter"
     )
+    asm: AsmSettings = Field(
+        default_factory=AsmSettings, description="the steady-state ASM test on the dynamometer (standards.md `asm.*`)"
+    )
+    lug_down: LugDownSettings = Field(
+        default_factory=LugDownSettings, description="the lug-down test on the dynamometer (standards.md `lug.*`)"
+    )
     daily_checks: DailyCheckSettings = Field(
         default_factory=DailyCheckSettings, description="the gas analyzer's daily leak check and HC residue"
     )
@@ -247,6 +255,8 @@ class InspectionSettings(_Strict):
             *self.brake.standard_timings("inspection.brake."),
             *self.two_speed_idle.standard_timings("inspection.two_speed_idle."),
             *self.free_acceleration.standard_timings("inspection.free_acceleration."),
+            *self.asm.standard_timings("inspection.asm."),
+            *self.lug_down.standard_timings("inspection.lug_down."),
         )
 
 
