@@ -91,6 +91,18 @@ def _cmd_daily_check(args: argparse.Namespace) -> int:
         return 130
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from laned.status_cmd import status
+
+    return asyncio.run(status(args))
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from laned.monitor import run_monitor
+
+    return run_monitor(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from laned.bench import run_bench
 
@@ -98,7 +110,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from laned import __version__
+    from laned.status_cmd import EPILOG as STATUS_EXIT_CODES
+
     parser = argparse.ArgumentParser(prog="laned", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"laned {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def logging_options(p: argparse.ArgumentParser, default_level: str | None) -> None:
@@ -148,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "status", help="the lane's status once, as a table or JSON; exit 0 online, 1 degraded, 2 offline",
+        epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from laned.status_cmd import add_arguments as status_arguments
+
+    status_arguments(p)
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("monitor", help="watch a lane (or every lane of a station) live, in a terminal or a browser")
+    from laned.monitor.options import add_arguments as monitor_arguments
+
+    monitor_arguments(p)
+    p.set_defaults(func=_cmd_monitor)
 
     p = sub.add_parser("bench", help="measure the lane: serial efficiency, latency, CPU, memory")
     try:
