@@ -19,6 +19,8 @@ SIMULATORS = {
     "opacimeter": "simulators.opacimeter",
     "brake-tester": "simulators.brake_tester",
     "pda": "simulators.pda",
+    "driver": "laned.sim_driver",  # the person in the vehicle, following the lane's prompts
+    "lane": "laned.sim_lane",  # every simulator a lane config names, and the driver
 }
 
 
@@ -72,6 +74,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         asyncio.run(module.run(args))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # a busy TCP port, a link path that cannot be made: one line, not a traceback
+        print(f"laned simulate {args.device}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
