@@ -45,18 +45,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from laned.check_config import port_problems
     from laned.config import load_config
 
+    path = args.config_option or args.config
+    if path is None:
+        print("laned check-config: which file? laned check-config --config FILE", file=sys.stderr)
+        return 2
     try:
-        config = load_config(args.config)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"laned: {exc}", file=sys.stderr)
         return 2
+    errors, warnings = port_problems(config)
+    if errors:
+        print(f"laned: {path}: {len(errors)} problem(s)", file=sys.stderr)
+        for line in errors + warnings:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
     devices = ", ".join(f"{name} ({dev.kind})" for name, dev in config.devices.items()) or "none"
+    verdict = "OK" if not warnings else "valid, with warnings"
     print(
-        f"{args.config}: OK — station {config.lane.station}, lane {config.lane.lane}, "
+        f"{path}: {verdict} — station {config.lane.station}, lane {config.lane.lane}, "
         f"broker {config.mqtt.host}:{config.mqtt.port} (MQTT {config.mqtt.protocol}), devices: {devices}"
     )
+    for line in warnings:
+        print(f"  warning: {line}")
     return 0
 
 
@@ -114,18 +128,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+EXIT_CODES = """exit codes (every command):
+  0    done, or (status) online with every device connected
+  1    a command's own failure: status degraded, a daily check failed, a simulator could not start
+  2    bad command line or config (a restart cannot fix it), or (status) offline / unreachable
+  130  stopped with Ctrl-C
+`laned COMMAND --help` says what each code means for that command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from laned import __version__
     from laned.status_cmd import EPILOG as STATUS_EXIT_CODES
 
-    parser = argparse.ArgumentParser(prog="laned", description=__doc__)
+    parser = argparse.ArgumentParser(prog="laned", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"laned {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def logging_options(p: argparse.ArgumentParser, default_level: str | None) -> None:
-        p.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"])
+        shown = default_level or "the config's lane.log_level"
+        p.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"],
+                       help=f"the least important log events shown (default: {shown})")
         p.add_argument(
-            "--log-format", default=None if default_level is None else "auto", choices=["auto", "json", "console"]
+            "--log-format", default=None if default_level is None else "auto", choices=["auto", "json", "console"],
+            help="json (one object a line, UTC times: the journal), console (colours, local time), auto: json "
+            "when not on a terminal or under systemd",
         )
 
     p = sub.add_parser("run", help="run the lane daemon")
@@ -133,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     logging_options(p, None)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("check-config", help="validate a config file; every problem with its key path")
-    p.add_argument("config", type=Path)
+    from laned.check_config import EXIT_CODES as CHECK_CONFIG_EXIT_CODES
+
+    p = sub.add_parser("check-config", help="validate a config file; every problem with its key path",
+                       epilog=CHECK_CONFIG_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", dest="config_option", type=Path, help="the lane's TOML config")
+    p.add_argument("config", type=Path, nargs="?", help=argparse.SUPPRESS)  # the older positional form
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("config-schema", help="print the config's JSON Schema")
@@ -201,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["schemas"]:
         from protocols.schemas import main as schemas_main
 
-        return schemas_main(argv[1:])
+        return schemas_main(argv[1:], prog="laned schemas")
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

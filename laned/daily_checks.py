@@ -339,6 +339,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which checks (default: all, in the order leak check, zero, HC residue)")
     parser.add_argument("--capped", action="store_true",
                         help="the probe is capped already: start the leak check without asking")
+    parser.epilog = ("exit codes: 0 every check passed, 1 a check failed, 2 the config is unusable, "
+                     "3 the analyzer does not answer, 130 stopped with Ctrl-C")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -399,4 +401,6 @@ async def run(args: argparse.Namespace) -> int:
     passed = all(r.get("passed") for r in results.values())
     (log.info if passed else log.error)("daily_check_done", text=_summary_text(results), path=str(daily.path),
                                         missing=daily.missing_reasons())
+    # the outcome, whatever the log level: the technician ran this to learn it
+    print(f"{'PASSED' if passed else 'FAILED'} — {_summary_text(results)}", flush=True)
     return 0 if passed else 1
