@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import aiomqtt
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -38,6 +39,7 @@ class LanePanel(VerticalScroll):
     DEFAULT_CSS = """
     LanePanel Static { padding: 0 1; }
     LanePanel .headline { text-style: bold; }
+    LanePanel #prompt { text-style: bold; color: $warning; }
     LanePanel PlotextPlot { height: 14; min-height: 10; }
     """
 
@@ -48,23 +50,23 @@ class LanePanel(VerticalScroll):
         self.plotted: tuple[list[float], list[float], list[float]] = ([], [], [])  # t (s), left, right (daN)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="headline", classes="headline")
-        yield Static(id="devices")
-        yield Static(id="inspection")
+        for name in ("headline", "devices", "inspection", "prompt"):  # markup off: "[Errno 2]" is text
+            yield Static(id=name, classes=name, markup=False)
         yield PlotextPlot(id="brake")
-        yield Static(id="outbox")
-        yield Static(id="log")
+        yield Static(id="outbox", markup=False)
+        yield Static(id="log", markup=False)
 
     def show(self, lane: LaneModel) -> None:
         self.texts = {
             "headline": render.headline(lane, self.station),
             "devices": render.devices(lane),
             "inspection": render.inspection(lane),
+            "prompt": f"DRIVER: {lane.prompt}" if lane.prompt else "",
             "outbox": render.outbox_and_checks(lane),
             "log": "\n".join(lane.log),
         }
         for name, text in self.texts.items():
-            self.query_one(f"#{name}", Static).update(text)
+            self.query_one(f"#{name}", Static).update(_coloured(text))
         curve = lane.curve
         plotted = (curve.times_s(), list(curve.left_dan), list(curve.right_dan))
         if plotted != self.plotted:
@@ -77,9 +79,23 @@ class LanePanel(VerticalScroll):
             plt.xlabel("s")
             plt.ylabel("daN")
             if plotted[0]:
-                plt.plot(plotted[0], plotted[1], label="left")
-                plt.plot(plotted[0], plotted[2], label="right")
+                plt.plot(plotted[0], plotted[1], label="left", color="blue", marker="braille")
+                plt.plot(plotted[0], plotted[2], label="right", color="red", marker="braille")
             plot.refresh()
+
+
+#: states a technician must see at a glance: words -> colour (later ones win where they overlap)
+STATE_COLOURS = (
+    (("connected", "ONLINE"), "bold green"),
+    (("disconnected", "degraded", "connecting", "OFFLINE", "ALARM", "FAILED", "last error"), "bold red"),
+)
+
+
+def _coloured(text: str) -> Text:
+    shown = Text(text)
+    for words, style in STATE_COLOURS:
+        shown.highlight_words(words, style)
+    return shown
 
 
 class MonitorApp(App[int]):

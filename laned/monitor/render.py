@@ -39,8 +39,6 @@ def inspection(lane: LaneModel) -> str:
     else:
         text = (f"inspection {current.get('inspection_no')} ({current.get('plate')}): step {current.get('step') or '-'}"
                 f"; measured {', '.join(current.get('measured') or []) or '-'}")
-    if lane.prompt:
-        text += f"\nDRIVER: {lane.prompt}"
     return text
 
 

@@ -70,7 +70,7 @@ async def test_the_monitor_shows_a_running_lane_and_its_abort_key_aborts(tmp_pat
                             what="the inspection in progress")
                 # the driver brakes: the plot grows with the curve the lane publishes
                 await until(lambda: len(panel.plotted[0]) >= 40, 30, "40 points of the brake curve")
-                assert "DRIVER: " in panel.texts["inspection"] and "step brake.axle1" in panel.texts["inspection"]
+                assert panel.texts["prompt"].startswith("DRIVER: ") and "step brake.axle1" in panel.texts["inspection"]
                 times, left, right = panel.plotted
                 # the station's own copy of the curve may lag the monitor's by a message
                 await until(lambda: len(published_curve(station)[0]) >= len(left), what="the station's curve")
