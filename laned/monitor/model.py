@@ -24,14 +24,20 @@ UNITS = (("_kmh", "km/h"), ("_dan", "daN"), ("_pct", "%"), ("_ppm", "ppm"), ("_m
          ("_rpm", "r/min"), ("_n", "N"), ("_c", "°C"), ("_k", "K"), ("_s", "s"))
 
 
+#: labels written as a technician writes them (gases, the absorption coefficient K)
+LABELS = {"hc": "HC", "co": "CO", "co2": "CO₂", "o2": "O₂", "no": "NO", "k": "K", "lambda value": "λ"}
+
+
 def label_and_unit(name: str) -> tuple[str, str]:
-    """`left_force_n` -> ("left force", "N"); `rpm` -> ("rpm", "r/min"); `state` -> ("state", "")."""
+    """`left_force_n` -> ("left force", "N"); `co2_pct` -> ("CO₂", "%"); `rpm` -> ("rpm", "r/min")."""
     if name == "rpm":
         return "rpm", "r/min"
     for suffix, unit in UNITS:
         if name.endswith(suffix):
-            return name[: -len(suffix)].replace("_", " "), unit
-    return name.replace("_", " "), ""
+            label = name[: -len(suffix)].replace("_", " ")
+            return LABELS.get(label, label), unit
+    label = name.replace("_", " ")
+    return LABELS.get(label, label), ""
 
 
 def live_values(document: dict[str, Any]) -> list[tuple[str, str, str]]:
