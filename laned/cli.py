@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
             "when not on a terminal or under systemd",
         )
 
-    p = sub.add_parser("run", help="run the lane daemon")
+    p = sub.add_parser("run", help="run the lane daemon", epilog="exit codes: 0 stopped cleanly (SIGTERM, Ctrl-C), "
+                       "2 configuration error (systemd does not restart it: fix the file, check-config), "
+                       "other: a failure (systemd restarts it)")
     p.add_argument("--config", "-c", required=True, type=Path, help="the lane's TOML config")
     logging_options(p, None)
     p.set_defaults(func=_cmd_run)

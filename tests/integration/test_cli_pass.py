@@ -87,3 +87,14 @@ def test_json_log_lines_carry_their_utc_offset(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
     assert lines, run.stderr
     assert all(line["timestamp"].endswith("Z") for line in lines)
+
+
+def test_version_and_help_say_what_a_script_needs() -> None:
+    from laned import __version__
+
+    assert laned("--version").stdout.strip() == f"laned {__version__}"
+    assert "exit codes (every command):" in laned("--help").stdout
+    status_help = laned("status", "--help").stdout
+    assert "0  online, every device connected" in status_help and "1  degraded" in status_help
+    assert laned("schemas", "--help").stdout.startswith("usage: laned schemas")
+    assert "the least important log events shown" in laned("daily-check", "--help").stdout
