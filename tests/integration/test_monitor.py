@@ -87,6 +87,13 @@ async def test_the_monitor_shows_a_running_lane_and_its_abort_key_aborts(tmp_pat
                                        and m.json()["type"] == "inspection_aborted", 10)
                 await until(lambda: "abort accepted" in panel.texts.get("log", ""), what="the reply on screen")
 
+                await pilot.press("d")
+                command = await station.wait_for(lambda m: m.topic.endswith("/cmd/daily-check"), 10)
+                assert command.json()["schema"] == "lane-cmd-daily-check/1"
+                reply = await station.wait_for(lambda m: m.topic.endswith(f"/reply/{command.json()['request_id']}"))
+                shown = "daily-check " + ("accepted" if reply.json()["accepted"] else "refused")
+                await until(lambda: shown in panel.texts.get("log", ""), what="the daily check's reply on screen")
+
 
 def published_curve(station: Any) -> tuple[list[float], list[float]]:
     """Axle 1's service brake curve as the lane published it (daN): every BrakeCurveLive sample, in order."""
