@@ -113,3 +113,16 @@ async def test_a_simulator_on_a_busy_port_fails_in_one_line(tmp_path: Path) -> N
     assert output.strip().splitlines() == [
         f"laned simulate brake-tester: brake tester: cannot listen on 127.0.0.1:{port} "
         "(the port is in use, or the address is not this machine's)"]
+
+
+async def test_simulate_lane_starts_a_broker_where_the_config_expects_one_and_none_listens(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_lane_toml(tmp_path / "lane.toml", state_dir=tmp_path / "state", host="127.0.0.1", port=port,
+                             devices=f'[devices.opacimeter]\nkind = "opacimeter"\n'
+                             f'transport = {{ type = "serial", port = "{tmp_path / "opa"}" }}\n')
+    async with process("simulate", "lane", "--config", str(config), "--control-dir", str(tmp_path / "sim")) as sims:
+        shown = await read_until(sims, "ready:")
+        assert f"broker: embedded, on 127.0.0.1:{port}" in shown
+        assert (tmp_path / "opa").exists()  # the opacimeter's pty, where the lane will open it
+        async with subscriber("127.0.0.1", port, "#"):  # a real broker answers there
+            pass
