@@ -26,7 +26,7 @@ def _nice_step(span: float, ticks: int = 6) -> float:
     """A round tick step (1, 2 or 5 × 10^k) giving about `ticks` ticks over `span`."""
     raw = max(span, 1e-9) / ticks
     power = 10 ** math.floor(math.log10(raw))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
 
 
 def _fmt(value: float) -> str:
@@ -133,7 +133,8 @@ def write_brake_figures(items: list[dict[str, Any]], state_dir: Path, inspection
     folder = Path("inspections") / inspection_no
     for item in items:
         data = item.get("process_data") or {}
-        runs = data.get("axles") if "axles" in data else ([data] if data.get("left_force_dan") is not None else [])
+        runs: list[dict[str, Any]] = (data.get("axles") or [] if "axles" in data
+                                      else [data] if data.get("left_force_dan") is not None else [])
         figures = []
         for curves in runs:
             text = brake_curves_svg(curves, title=_title(item, curves),

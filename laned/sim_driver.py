@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from laned.errors import ConfigError
-from laned.station_client import add_target_arguments, target_from_args
+from laned.station_client import UsageError, add_target_arguments, target_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +35,10 @@ def controls_from_args(args: argparse.Namespace) -> dict[str, Path]:
     for entry in args.control:
         simulator, sep, path = entry.partition("=")
         if not sep or not path:
-            raise ConfigError(f"--control {entry}: expected SIMULATOR=PATH, e.g. brake-tester=/tmp/rb2.ctl")
+            raise UsageError(f"--control {entry}: expected SIMULATOR=PATH, e.g. brake-tester=/tmp/rb2.ctl")
         controls[simulator] = Path(path)
     if not controls:
-        raise ConfigError("no simulator to act on: give --config FILE or --control SIMULATOR=PATH")
+        raise UsageError("no simulator to act on: give --config FILE or --control SIMULATOR=PATH")
     return controls
 
 
@@ -48,9 +48,9 @@ async def run(args: argparse.Namespace) -> None:
     try:
         target = target_from_args(args)
         if target.lane is None:
-            raise ConfigError("which lane? --lane CODE (or --config FILE)")
+            raise UsageError("which lane? --lane CODE (or --config FILE)")
         controls = controls_from_args(args)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         raise SystemExit(f"laned simulate driver: {exc}") from None
     person = SimulatedDriver(controls, load_script(args.script) if args.script else None)
     print(f"driver: follows the prompts on {target.root()}/event, acting on "

@@ -19,9 +19,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from laned.config import BrakeTesterConfig, LaneConfig, load_config
+from laned.config import BrakeTesterConfig, DeviceConfig, LaneConfig, load_config
 from laned.errors import ConfigError
+
+if TYPE_CHECKING:
+    from laned.demo import SimProcess
 
 #: device kind -> `laned simulate NAME`
 SIMULATOR_OF = {"gas_analyzer": "gas-analyzer", "opacimeter": "opacimeter", "brake_tester": "brake-tester"}
@@ -44,10 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-driver", action="store_true", help="no simulated driver (follow prompts by hand)")
 
 
-def simulator_args(name: str, device: object, control: Path, vehicle: str, fast: bool) -> tuple[str, list[str]]:
+def simulator_args(device: DeviceConfig, control: Path, vehicle: str, fast: bool) -> tuple[str, list[str]]:
     """`laned simulate KIND ARGS` for one configured device, at the port the lane will open."""
-    kind = SIMULATOR_OF[device.kind]  # type: ignore[attr-defined]
-    transport = device.transport  # type: ignore[attr-defined]
+    kind = SIMULATOR_OF[device.kind]
+    transport = device.transport
     where = (["--tcp", f"{transport.host}:{transport.port}"] if transport.type == "tcp"
              else ["--link", transport.port])
     extra = ["--no-script"] if isinstance(device, BrakeTesterConfig) else []
@@ -90,8 +94,8 @@ async def run(args: argparse.Namespace) -> None:
                 continue
             control = control_dir / f"{name}.ctl"
             control.unlink(missing_ok=True)
-            kind, sim_args = simulator_args(name, device, control, args.vehicle or DEFAULT_VEHICLE[
-                SIMULATOR_OF[device.kind]], not args.real_timings)
+            vehicle = args.vehicle or DEFAULT_VEHICLE[SIMULATOR_OF[device.kind]]
+            kind, sim_args = simulator_args(device, control, vehicle, not args.real_timings)
             process = SimProcess(kind, sim_args, control_dir / f"{name}.log")
             await process.start()
             processes.append((name, process))
@@ -123,20 +127,20 @@ async def run(args: argparse.Namespace) -> None:
             await broker.stop()
 
 
-def _served(device: object, control: Path) -> bool:
+def _served(device: DeviceConfig, control: Path) -> bool:
     """The simulator answers where the lane will look: its pty link or TCP port, and its control socket."""
-    transport = device.transport  # type: ignore[attr-defined]
+    transport = device.transport
     where = _listening(transport.host, transport.port) if transport.type == "tcp" else Path(transport.port).exists()
     return where and control.exists()
 
 
-async def _wait_ready(processes: list[tuple[str, object]], config: LaneConfig, control_dir: Path) -> None:
+async def _wait_ready(processes: list[tuple[str, SimProcess]], config: LaneConfig, control_dir: Path) -> None:
     """Every simulator serves where the config says, or a clear exit with its log's last line."""
     deadline = time.monotonic() + 15
     for name, process in processes:
         control = control_dir / f"{name}.ctl"
         while not _served(config.devices[name], control):
-            child = process.process  # type: ignore[attr-defined]
+            child = process.process
             if child is not None and child.returncode is not None:
                 raise SystemExit(f"laned simulate lane: the {name} simulator did not start: "
                                  f"{_last_line(control_dir, name)}")

@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from laned.errors import ConfigError
+from protocols.errors import LaneError
+
+
+class UsageError(LaneError):
+    """The command line does not say where the lane is, or says it wrongly (exit 2, one line)."""
 
 
 @dataclass(frozen=True)
@@ -54,24 +59,28 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def target_from_args(args: argparse.Namespace) -> Target:
-    """The target named on the command line; ConfigError with what is missing or wrong."""
+    """The target named on the command line; UsageError (or the config's ConfigError) with what is
+    missing or wrong."""
     if args.config is not None:
         from laned.config import load_config
 
         config = load_config(args.config)
         mqtt = config.mqtt
         client: dict[str, Any] = {}
-        if mqtt.username:
-            client["username"] = mqtt.username
-            client["password"] = mqtt.resolved_password()
-        if mqtt.tls.enabled:
-            context = ssl.create_default_context(cafile=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
-            if mqtt.tls.cert_file and mqtt.tls.key_file:
-                context.load_cert_chain(str(mqtt.tls.cert_file), str(mqtt.tls.key_file))
-            if mqtt.tls.insecure:
-                context.check_hostname = False
-            client["tls_context"] = context
-            client["tls_insecure"] = mqtt.tls.insecure
+        try:
+            if mqtt.username:
+                client["username"] = mqtt.username
+                client["password"] = mqtt.resolved_password()
+            if mqtt.tls.enabled:
+                context = ssl.create_default_context(cafile=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
+                if mqtt.tls.cert_file and mqtt.tls.key_file:
+                    context.load_cert_chain(str(mqtt.tls.cert_file), str(mqtt.tls.key_file))
+                if mqtt.tls.insecure:
+                    context.check_hostname = False
+                client["tls_context"] = context
+                client["tls_insecure"] = mqtt.tls.insecure
+        except OSError as exc:  # ssl.SSLError is one too
+            raise ConfigError(str(args.config), [f"mqtt: cannot read the password file or TLS files: {exc}"]) from None
         return Target(
             host=args.broker.rpartition(":")[0] if args.broker else mqtt.host,
             port=_port(args.broker) if args.broker else mqtt.port,
@@ -82,7 +91,7 @@ def target_from_args(args: argparse.Namespace) -> Target:
             state_dir=config.lane.state_dir,
         )
     if not args.broker or not args.station:
-        raise ConfigError("say where the lane is: --config FILE, or --broker HOST:PORT and --station CODE")
+        raise UsageError("say where the lane is: --config FILE, or --broker HOST:PORT and --station CODE")
     return Target(args.broker.rpartition(":")[0] or "localhost", _port(args.broker), args.station, args.lane,
                   args.topic_prefix)
 
@@ -92,7 +101,7 @@ def _port(broker: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        raise ConfigError(f"--broker {broker}: the port {text!r} is not a number (HOST:PORT)") from None
+        raise UsageError(f"--broker {broker}: the port {text!r} is not a number (HOST:PORT)") from None
     if not 1 <= port <= 65535:
-        raise ConfigError(f"--broker {broker}: the port {port} is outside 1..65535")
+        raise UsageError(f"--broker {broker}: the port {port} is outside 1..65535")
     return port

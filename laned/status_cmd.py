@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import aiomqtt
 
 from laned.errors import ConfigError
-from laned.station_client import Target, add_target_arguments, target_from_args
+from laned.station_client import Target, UsageError, add_target_arguments, target_from_args
 
 EXIT_OK, EXIT_DEGRADED, EXIT_OFFLINE = 0, 1, 2
 
@@ -87,7 +87,7 @@ async def read_statuses(target: Target, wait_s: float) -> dict[str, dict[str, An
             except TimeoutError:
                 break
             with contextlib.suppress(ValueError, TypeError):
-                document = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                document = json.loads(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
                 if isinstance(document, dict):
                     statuses[str(document.get("lane") or str(message.topic).split("/")[-2])] = document
             if target.lane and statuses:
@@ -153,7 +153,7 @@ def render(lane: str, status: dict[str, Any] | None, assessment: Assessment, out
 async def status(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     try:
         target = target_from_args(args)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"laned status: {exc}", file=err)
         return EXIT_OFFLINE
     local_depth = local_outbox_depth(target.state_dir)

@@ -7,13 +7,13 @@ import shlex
 import sys
 
 from laned.errors import ConfigError
-from laned.station_client import target_from_args
+from laned.station_client import UsageError, target_from_args
 
 
 def run_monitor(args: argparse.Namespace) -> int:
     try:
         target = target_from_args(args)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"laned monitor: {exc}", file=sys.stderr)
         return 2
     if args.web:

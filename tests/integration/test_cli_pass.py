@@ -98,3 +98,14 @@ def test_version_and_help_say_what_a_script_needs() -> None:
     assert "0  online, every device connected" in status_help and "1  degraded" in status_help
     assert laned("schemas", "--help").stdout.startswith("usage: laned schemas")
     assert "the least important log events shown" in laned("daily-check", "--help").stdout
+
+
+def test_status_and_monitor_say_in_one_line_what_is_missing_from_the_command_line() -> None:
+    for command in ("status", "monitor"):
+        run = laned(command)
+        assert run.returncode == 2
+        assert run.stderr.strip() == (f"laned {command}: say where the lane is: --config FILE, or --broker HOST:PORT "
+                                      "and --station CODE")
+    run = laned("status", "--broker", "broker.local:abc", "--station", "370100")
+    assert run.returncode == 2
+    assert run.stderr.strip() == "laned status: --broker broker.local:abc: the port 'abc' is not a number (HOST:PORT)"
