@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from laned.daemon import Lane
 from tests.helpers import ROOT, lane_config_dict, laned_command, subscriber
 
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def free_port() -> int:
@@ -80,12 +82,13 @@ async def test_the_served_monitor_shows_the_lane_in_a_browser(tmp_path: Path, mo
         driver = await asyncio.to_thread(webdriver.Chrome, options=options, service=Service(chromedriver))
         await asyncio.to_thread(driver.get, f"http://127.0.0.1:{port}/")
         assert "laned monitor — station 370100" in driver.page_source  # the page served, before the app starts
-        seen = ""
+        raw = seen = ""
         deadline = time.monotonic() + 30
         while "lane 370100/T1: ONLINE" not in seen:
             assert time.monotonic() < deadline, f"the page never showed the lane; it received: {seen[-2000:]!r}"
             await asyncio.sleep(0.5)
-            seen += await asyncio.to_thread(received_text, driver)
+            raw += await asyncio.to_thread(received_text, driver)
+            seen = ANSI.sub("", raw)  # the screen's text without its colours and cursor moves
         assert "lane T1" in seen  # the lane's tab
     finally:
         if driver is not None:
