@@ -6,12 +6,18 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from laned.errors import ConfigError
+from laned.errors import ConfigError, LaneBusy, LaneCrashed
 from laned.logging import configure_logging
+
+#: `laned run`'s exit status when a task of the daemon crashed (EX_SOFTWARE, sysexits.h); 2: a bad config
+EXIT_CRASHED = 70
+#: `laned run` / `laned daily-check`: another process already runs this lane (docs/operations.md)
+EXIT_LANE_BUSY = 3
 
 #: `laned simulate NAME` -> the simulator module (each offers add_arguments(parser) and run(args))
 SIMULATORS = {
@@ -25,28 +31,45 @@ SIMULATORS = {
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from laned.config import load_config
+    from laned.config import load_config, require_standard_timings
     from laned.daemon import Lane
+    from laned.lane_lock import LaneLock
     from laned.systemd import run_lane
 
     try:
         config = load_config(args.config)
+        require_standard_timings(config, simulation=args.simulation, source=str(args.config))
     except ConfigError as exc:
         print(f"laned: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
+    os.umask(0o077)  # whatever the shell's umask, what the daemon writes is its own (records hold VINs)
+    try:  # before the outbox, the ports and the broker: a second daemon on this lane must touch none of them
+        lock = LaneLock.for_config(config, role="run").acquire()
+    except LaneBusy as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return EXIT_LANE_BUSY
+    except ConfigError as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
-        lane = Lane(config)
+        lane = Lane(config, simulation=args.simulation)
         await run_lane(lane)  # SIGTERM/SIGINT stop it; systemd gets READY, STATUS, WATCHDOG, STOPPING
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except LaneCrashed as exc:  # logged as task_crashed with its traceback; the lane stopped in order
+        print(f"laned: {exc}", file=sys.stderr)
+        return EXIT_CRASHED
+    finally:
+        lock.release()
     return 0
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from laned.check_config import port_problems
-    from laned.config import load_config
+    from laned.config import load_config, require_standard_timings, shortened_problems
 
     path = args.config_option or args.config
     if path is None:
@@ -54,6 +77,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_config(path)
+        require_standard_timings(config, simulation=args.simulation, source=str(path))
     except ConfigError as exc:
         print(f"laned: {exc}", file=sys.stderr)
         return 2
@@ -71,6 +95,11 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     )
     for line in warnings:
         print(f"  warning: {line}")
+    shortened = shortened_problems(config)
+    if shortened:  # accepted because of --simulation: say what a production start would refuse
+        print(f"{path}: simulation only — {len(shortened)} shortened setting(s):")
+        for line in shortened:
+            print(f"  - {line}")
     return 0
 
 
@@ -132,6 +161,8 @@ EXIT_CODES = """exit codes (every command):
   0    done, or (status) online with every device connected
   1    a command's own failure: status degraded, a daily check failed, a simulator could not start
   2    bad command line or config (a restart cannot fix it), or (status) offline / unreachable
+  3    the lane is another process's (run), or the daily checks could not run (daily-check)
+  70   a task of the daemon crashed (run)
   130  stopped with Ctrl-C
 `laned COMMAND --help` says what each code means for that command."""
 
@@ -155,10 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
             "when not on a terminal or under systemd",
         )
 
+    simulation_help = (
+        "a simulation (simulated devices: tests, demos, training): allows a time scale below 1 and procedure "
+        "timings below the standard's; every result then says `simulation: true`"
+    )
     p = sub.add_parser("run", help="run the lane daemon", epilog="exit codes: 0 stopped cleanly (SIGTERM, Ctrl-C), "
                        "2 configuration error (systemd does not restart it: fix the file, check-config), "
-                       "other: a failure (systemd restarts it)")
+                       f"{EXIT_LANE_BUSY} another process already runs this lane, {EXIT_CRASHED} a task of the "
+                       "daemon crashed (systemd restarts it)")
     p.add_argument("--config", "-c", required=True, type=Path, help="the lane's TOML config")
+    p.add_argument("--simulation", action="store_true", help=simulation_help)
     logging_options(p, None)
     p.set_defaults(func=_cmd_run)
 
@@ -168,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=CHECK_CONFIG_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", "-c", dest="config_option", type=Path, help="the lane's TOML config")
     p.add_argument("config", type=Path, nargs="?", help=argparse.SUPPRESS)  # the older positional form
+    p.add_argument("--simulation", action="store_true",
+                   help="check it as `laned run --simulation` would (shortened timings listed, not refused)")
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("config-schema", help="print the config's JSON Schema")

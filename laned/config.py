@@ -10,6 +10,7 @@ Relative paths in the file are taken from the file's own folder.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from laned.daily_checks import DailyCheckSettings
 from laned.errors import ConfigError
+from laned.procedures import StandardTiming
 from laned.procedures.brake_items import BrakeSettings
 from laned.procedures.free_acceleration import FreeAccelerationSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
@@ -47,6 +49,28 @@ class TlsConfig(_Strict):
         return self
 
 
+def parse_broker_address(entry: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` as (host, port); ValueError naming the entry."""
+    text = entry.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or (close + 1 < len(text) and text[close + 1] != ":"):
+            raise ValueError(f"broker {entry!r}: expected [address] or [address]:port")
+        host, port_text = text[1:close], text[close + 2 :]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        raise ValueError(f"broker {entry!r}: an IPv6 address goes in brackets, e.g. [{text}]:1883")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"broker {entry!r}: no host name")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"broker {entry!r}: port {port_text!r} is not a number from 1 to 65535")
+    return host, int(port_text)
+
+
 class MqttConfig(_Strict):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
@@ -60,6 +84,32 @@ class MqttConfig(_Strict):
     tls: TlsConfig = TlsConfig()
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    hosts: list[str] | None = Field(
+        None,
+        min_length=1,
+        description='brokers in order of preference, each "host" or "host:port" ("[v6]:port"): the first is '
+        "the primary; replaces host and port",
+    )
+    primary_retry_s: float = Field(
+        60.0, gt=0, description="while on a secondary broker, how often the primary is tried again (s)"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_broker(self) -> MqttConfig:
+        if self.hosts is not None:
+            both = sorted({"host", "port"} & self.model_fields_set)
+            if both:
+                raise ValueError(f"hosts replaces {' and '.join(both)}: set one or the other")
+            for entry in self.hosts:
+                parse_broker_address(entry, self.port)  # raises ValueError naming the entry
+        return self
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of every broker, the primary first: `hosts`, or the one `host`/`port`."""
+        if self.hosts is None:
+            return [(self.host, self.port)]
+        return [parse_broker_address(entry, self.port) for entry in self.hosts]
 
     def resolved_password(self) -> str | None:
         if self.password is not None:
@@ -147,8 +197,20 @@ class LaneIdentity(_Strict):
         description="messages the outbox holds before it refuses events and raises its alarm in …/status "
         "(results and replies are kept beyond it: they are never dropped)",
     )
-    signing_key: SecretStr | None = Field(None, description="HMAC key for result signatures")
-    signing_key_file: Path | None = None
+    signing_algorithm: Literal["hmac-sha256", "ed25519"] = Field(
+        "hmac-sha256",
+        description="hmac-sha256: a key shared with the station; ed25519: a private key, the station and "
+        "the platform verify with its public key and cannot sign",
+    )
+    signing_key_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="the name stations know the key by, sent in every signature (default {station}-{lane})",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="the HMAC key's text, or the Ed25519 private key in PEM (better: signing_key_file)")
+    signing_key_file: Path | None = Field(
+        None, description="file holding the key (HMAC: its text; Ed25519: PEM private key); "
+        "default: generated once in state_dir")
 
     @field_validator("station", "lane")
     @classmethod
@@ -176,6 +238,16 @@ class InspectionSettings(_Strict):
     daily_checks: DailyCheckSettings = Field(
         default_factory=DailyCheckSettings, description="the gas analyzer's daily leak check and HC residue"
     )
+
+    def standard_timings(self) -> tuple[StandardTiming, ...]:
+        """Every setting the standard fixes a least value for, with its key path: `time_scale`
+        (the standard's procedures run at 1) and each procedure's own (its `standard_timings()`)."""
+        return (
+            StandardTiming("inspection.time_scale", float(self.time_scale), 1.0, ""),
+            *self.brake.standard_timings("inspection.brake."),
+            *self.two_speed_idle.standard_timings("inspection.two_speed_idle."),
+            *self.free_acceleration.standard_timings("inspection.free_acceleration."),
+        )
 
 
 class LaneConfig(_Strict):
@@ -263,11 +335,30 @@ def describe_errors(exc: ValidationError, env_sources: dict[str, str] | None = N
         elif err["type"] == "missing":
             message = "required key is missing"
         found = err.get("input")
-        shown = "" if err["type"] in ("missing",) or isinstance(found, dict) else f" (found {found!r})"
+        if err["type"] == "missing" or isinstance(found, dict):
+            shown = ""
+        elif looks_secret(path.rsplit(".", 1)[-1]):
+            shown = " (value not shown: the key looks like a secret)"
+        else:
+            shown = f" (found {found!r})"
         variable = (env_sources or {}).get(path)
         source = f" — set by the environment variable {variable}, not the file" if variable else ""
         lines.append(f"{path or '(top level)'}: {message}{shown}{checked_as}{source}")
     return lines
+
+
+#: parts of key names that hold secrets; a key close to one of SECRET_NAMES (a misspelt
+#: `pasword`) counts too, since its value is most likely the secret it was meant to set
+SECRET_FRAGMENTS = ("pass", "pw", "secret", "token", "key", "cred", "auth", "private")
+SECRET_NAMES = ("password", "passphrase", "secret", "token", "signing_key", "credential")
+
+
+def looks_secret(name: str) -> bool:
+    """True for a key whose value must never be echoed (errors go to the journal)."""
+    lowered = name.lower()
+    if any(fragment in lowered for fragment in SECRET_FRAGMENTS):
+        return True
+    return bool(difflib.get_close_matches(lowered, SECRET_NAMES, n=1, cutoff=0.75))
 
 
 def _key_path(loc: tuple[int | str, ...]) -> tuple[str, str]:
@@ -326,7 +417,49 @@ def check_data_files(config: LaneConfig, source: str) -> None:
             load(directory)
         except ConfigError as exc:
             problems.extend(f"{key}: {exc.source}: {problem}" for problem in exc.problems)
+    if config.lane.signing_key is not None or (
+        config.lane.signing_key_file is not None and config.lane.signing_key_file.exists()
+    ):
+        from laned.results import load_signer
+
+        try:
+            load_signer(config.lane)
+        except OSError as exc:
+            problems.append(f"lane.signing_key_file: cannot read it: {exc.strerror or exc}")
+        except ConfigError as exc:
+            problems.extend(f"{exc.source}: {problem}" for problem in exc.problems)
     if problems:
+        raise ConfigError(source, problems)
+
+
+SIMULATION_FLAG = "--simulation"
+
+
+def shortened_timings(config: LaneConfig) -> list[StandardTiming]:
+    """The settings that would shorten a procedure below the standard's (empty: a production lane)."""
+    return [t for t in config.inspection.standard_timings() if t.shortened]
+
+
+def shortened_problems(config: LaneConfig) -> list[str]:
+    """One line per shortened setting: its key path, its value and the standard's."""
+
+    def shown(value: float, unit: str) -> str:
+        return f"{value:g} {unit}".strip()
+
+    return [
+        f"{t.key} = {shown(t.value, t.unit)}, below the standard's {shown(t.standard_min, t.unit)}: "
+        f"shortened procedures run only in a simulation (`{SIMULATION_FLAG}`), whose results say so"
+        for t in shortened_timings(config)
+    ]
+
+
+def require_standard_timings(config: LaneConfig, *, simulation: bool, source: str = "lane config") -> None:
+    """A lane that publishes signed results runs the standard's procedures: a time scale below 1
+    or a duration below the standard's is refused unless the lane was started as a simulation
+    (`laned run --simulation`; `Lane(config, simulation=True)`), whose results carry
+    `simulation: true`. Raises ConfigError naming every shortened setting."""
+    problems = shortened_problems(config)
+    if problems and not simulation:
         raise ConfigError(source, problems)
 
 

@@ -12,8 +12,8 @@ The checks run either on the station's MQTT command `…/cmd/daily-check`
 (`run_daily_checks`, events on `…/event` as steps `daily_check` and
 `daily_check.<check>`, prompts `cap_probe` / `uncap_probe` for the leak check)
 or from the lane PC with `laned daily-check --config FILE` (`add_arguments` /
-`run`), which talks to the analyzer directly and needs no broker — stop the
-daemon first, the serial port is one process's at a time.
+`run`): through the daemon's command when a daemon runs the lane, otherwise on
+the analyzer's port directly, with no broker (one process per lane and port).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.errors import DeviceError, DeviceRefused
+from drivers.errors import DeviceError, DeviceRefused, DeviceUnavailable
+from laned.private_files import open_private, private_dir
 from laned.procedures.emissions_items import ReadingFeed, settings_from
 from laned.procedures.two_speed_idle import HcResidueSettings, hc_residue_check, stop_pump
 from protocols import gas_analyzer as ga
@@ -106,9 +107,9 @@ class DailyChecks:
         self._data = {"schema": SCHEMA, "checks": data["checks"], "history": list(data.get("history", []))}
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with os.fdopen(open_private(tmp), "w", encoding="utf-8") as fh:
             json.dump(self._data, fh, ensure_ascii=False, indent=1, default=str)
             fh.flush()
             os.fsync(fh.fileno())
@@ -231,6 +232,8 @@ async def perform_daily_checks(
     wanted = [c for c in DAILY_CHECKS if c in set(checks)]
     results: dict[str, dict[str, Any]] = {}
     daily.running = True
+    held = contextlib.ExitStack()  # the analyzer is ours while they run: a reconnect leaves its pump as set
+    held.enter_context(analyzer.claim())
     try:
         async with ReadingFeed(analyzer, silence_s=settings.analyzer_silence_s) as feed:
 
@@ -281,6 +284,7 @@ async def perform_daily_checks(
                 await stop_pump(analyzer)
     finally:
         daily.running = False
+        held.close()
     for check in wanted:
         results.setdefault(check, {"check": check, "passed": False, "at": None, "details": {"not_run": True}})
     return results
@@ -339,22 +343,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which checks (default: all, in the order leak check, zero, HC residue)")
     parser.add_argument("--capped", action="store_true",
                         help="the probe is capped already: start the leak check without asking")
-    parser.epilog = ("exit codes: 0 every check passed, 1 a check failed, 2 the config is unusable, "
-                     "3 the analyzer does not answer, 130 stopped with Ctrl-C")
+    parser.add_argument("--simulation", action="store_true",
+                        help="allow a time scale below 1 (simulated analyzers: tests, demos, training)")
+    parser.epilog = ("exit codes: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale "
+                     "below 1 without --simulation included), 3 the checks could not run (the analyzer does not "
+                     "answer, another daily-check has the lane, the running daemon refused or did not answer), "
+                     "130 stopped with Ctrl-C")
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Run the daily checks on the analyzer of a lane config, without the daemon or a broker.
+    """Run the daily checks on the analyzer of a lane config: through the daemon when one runs the
+    lane (over MQTT, laned/daily_check_remote.py), otherwise on the port itself, without a broker,
+    holding the lane's lock (laned/lane_lock.py) so that no daemon starts meanwhile.
 
-    Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable,
-    3 the analyzer does not answer."""
-    from laned.config import load_config
-    from laned.devices import build_driver
-    from laned.errors import ConfigError
+    Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale
+    below 1 without `--simulation` included), 3 the checks could not run: the analyzer does not
+    answer, another `laned daily-check` has the lane, or the running daemon refused them or did
+    not answer."""
+    from laned.config import load_config, require_standard_timings
+    from laned.errors import ConfigError, LaneBusy
     from laned.judging.limits import load_limits
+    from laned.lane_lock import LaneLock
 
     try:
         config = load_config(args.config)
+        require_standard_timings(config, simulation=bool(getattr(args, "simulation", False)), source=str(args.config))
         limits = load_limits(config.lane.limits_dir).emissions.two_speed_idle
     except ConfigError as exc:
         log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)
@@ -365,8 +378,33 @@ async def run(args: argparse.Namespace) -> int:
         log.error("daily_check_no_analyzer", config=str(args.config), device=args.device,
                   analyzers=sorted(analyzers))
         return 2
+    lock = LaneLock.for_config(config, role="daily-check")
+    try:
+        lock.acquire()
+    except LaneBusy as exc:
+        if exc.owner is not None and exc.owner.role == "run":  # the daemon has the ports: ask it
+            from laned.daily_check_remote import run_through_daemon
+
+            return await run_through_daemon(config, exc.owner, args.checks)
+        print(f"laned: {exc}", file=sys.stderr, flush=True)
+        return 3
+    except ConfigError as exc:
+        log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)
+        return 2
+    try:
+        return await _run_on_the_ports(args, config, name, analyzers[name], limits)
+    finally:
+        lock.release()
+
+
+async def _run_on_the_ports(args: argparse.Namespace, config: Any, name: str, analyzer_config: Any,
+                            limits: TwoSpeedIdleLimits) -> int:
+    """The checks on the analyzer's own port, this process holding the lane's lock."""
+    from drivers.port_lock import in_use_detail, lock_holder
+    from laned.devices import build_driver
+
     settings = settings_from(config.inspection, "daily_checks", DailyCheckSettings)
-    driver = build_driver(name, analyzers[name])
+    driver = build_driver(name, analyzer_config)
     daily = DailyChecks(config.lane.state_dir / "daily-checks.json")
 
     def announce(kind: str, step: str, text: str, *, action: str | None = None, **data: Any) -> None:
@@ -382,13 +420,16 @@ async def run(args: argparse.Namespace) -> int:
         else:
             await asyncio.sleep(settings.cap_wait_s * config.inspection.time_scale)
 
+    if lock_holder(driver.port) is not None:  # held by a process that is not a daemon of this lane: say so now
+        log.error("daily_check_analyzer_unavailable", device=name, port=driver.port,
+                  error=str(DeviceUnavailable(name, in_use_detail(driver.port), port=driver.port)))
+        return 3
     supervisor = asyncio.create_task(driver.run(), name=f"driver-{name}")
     try:
         try:
             await driver.wait_connected(settings.connect_timeout_s)
         except DeviceError as exc:
-            log.error("daily_check_analyzer_unavailable", device=name, port=driver.port, error=str(exc),
-                      hint="is the daemon running? stop it, or send …/cmd/daily-check instead")
+            log.error("daily_check_analyzer_unavailable", device=name, port=driver.port, error=str(exc))
             return 3
         results = await perform_daily_checks(driver, daily, args.checks, limits=limits, settings=settings,
                                              time_scale=config.inspection.time_scale, announce=announce,

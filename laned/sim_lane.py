@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from laned.config import BrakeTesterConfig, DeviceConfig, LaneConfig, load_config
+from laned.config import BrakeTesterConfig, DeviceConfig, LaneConfig, load_config, shortened_problems
 from laned.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -108,7 +108,9 @@ async def run(args: argparse.Namespace) -> None:
             root = f"{mqtt.topic_prefix}/{config.lane.station}/{config.lane.lane}"
             driver_task = asyncio.create_task(person.run(mqtt.host, mqtt.port, root))
             print(f"driver: follows the prompts on {root}/event", flush=True)
-        print(f"ready: now run `laned run --config {args.config}` (Ctrl-C here stops the simulated lane)", flush=True)
+        flag = " --simulation" if shortened_problems(config) else ""  # simulated timings: a simulation
+        print(f"ready: now run `laned run{flag} --config {args.config}` (Ctrl-C here stops the simulated lane)",
+              flush=True)
         while not stop.is_set():
             for name, process in processes:
                 if process.process is not None and process.process.returncode is not None:

@@ -34,7 +34,7 @@ async def test_a_brake_items_svg_plots_the_results_samples_and_marks(tmp_path: P
                   "timeout_ms": 500, "retries": 1, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}
         data = lane_config_dict(tmp_path, mosquitto, {"brake-tester": device})
         data["inspection"] = {"time_scale": 0.25}
-        lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=5)
+        lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=5, simulation=True)
         async with lane_with_driver(lane, mosquitto, "brake-tester", control) as (_, station):
             start = start_command("gasoline-car", "370100202612070002", exterior=False, brake_axles=[1])
             await send_command(mosquitto.host, mosquitto.port, lane.topics.root, "start", start)

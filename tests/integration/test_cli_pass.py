@@ -73,7 +73,8 @@ async def test_daily_check_prints_its_outcome_at_the_default_log_level(tmp_path:
     config = lane_file(tmp_path, '[inspection]\ntime_scale = 0.05\n' + serial("gas-analyzer", "gas_analyzer", link))
     async with GasAnalyzerSimulator(link, config=load_analyzer_config(fast=True, seed=3)):
         process = await asyncio.create_subprocess_exec(
-            *laned_command("daily-check", "--config", str(config), "--capped", "--checks", "leak_check", "zero"),
+            *laned_command("daily-check", "--simulation", "--config", str(config), "--capped", "--checks", "leak_check",
+                          "zero"),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0

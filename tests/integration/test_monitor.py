@@ -51,7 +51,7 @@ async def test_the_monitor_shows_a_running_lane_and_its_abort_key_aborts(tmp_pat
                   "timeout_ms": 500, "retries": 1, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5}
         data = lane_config_dict(tmp_path, mosquitto, {"brake-tester": device})
         data["inspection"] = {"time_scale": 0.25}
-        lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=5)
+        lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=5, simulation=True)
         async with lane_with_driver(lane, mosquitto, "brake-tester", control) as (_, station):
             app = MonitorApp(Target(mosquitto.host, mosquitto.port, "370100"))  # every lane of the station
             async with app.run_test(size=(130, 70)) as pilot:

@@ -1,5 +1,5 @@
 """A whole simulated lane by hand, as a developer runs it: `laned simulate lane --config FILE` and
-`laned run --config FILE` (or with `--no-driver`, plus `laned simulate driver --config FILE`), all
+`laned run --simulation --config FILE` (or with `--no-driver`, plus `laned simulate driver --config FILE`), all
 real processes, on mosquitto. The lane comes online with every device connected and a brake test
 runs to its result: the simulated driver followed the prompts. And a simulator on a busy TCP port
 says so in one line."""
@@ -70,7 +70,7 @@ reconnect_max_s = 0.5
 
 async def inspect_axle_1(broker: Any, config: Path) -> dict[str, Any]:
     async with subscriber(broker.host, broker.port, f"{LANE_ROOT}/#") as station, \
-            process("run", "--config", str(config)):
+            process("run", "--simulation", "--config", str(config)):
         await station.wait_status("online", 30, **{"gas-analyzer": "connected", "brake-tester": "connected"})
         start = start_command("gasoline-car", "370100202612070003", exterior=False, brake_axles=[1])
         await send_command(broker.host, broker.port, LANE_ROOT, "start", start)

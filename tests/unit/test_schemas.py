@@ -137,7 +137,7 @@ def test_a_status_with_a_field_the_contract_does_not_name_is_refused() -> None:
         "schema": "lane-status/1", "station": "370100", "lane": "L1", "state": "online", "version": "0.1.0",
         "started_at": 1795850949.5, "lane_time": 1795850950.0, "devices": {}, "inspection": None,
         "outbox": {"depth": 0, "oldest_age_s": None, "max_messages": 100000, "over_limit": False},
-        "daily_checks": None,
+        "daily_checks": None, "broker": "127.0.0.1:1883",
     }
     assert errors("lane-status.v1.json", document) == []
     with_extra = {**document, "temperature_c": 41.0}
@@ -232,7 +232,8 @@ def test_replies_and_events_always_carry_every_field_even_when_null() -> None:
 
 def test_results_always_carry_the_envelope_but_items_promise_only_code_item_verdict() -> None:
     envelope = ["schema", "result_id", "inspection_no", "station", "lane", "clocks", "vehicle", "verdict",
-                "items", "photos", "devices", "not_completed", "aborted", "inspector", "platform_record", "signature"]
+                "items", "photos", "devices", "not_completed", "aborted", "inspector", "simulation",
+                "procedure_timings", "platform_record", "signature"]
     assert required("result-safety.v1.json") == envelope
     assert required("result-emissions.v1.json") == [*envelope, "method", "obd"]
     assert required("result-safety.v1.json", "$defs", "ResultItem") == ["code", "item", "verdict"]
