@@ -9,10 +9,12 @@ class DeviceError(LaneError):
     """Something went wrong talking to one device."""
 
     def __init__(self, device: str, message: str, *, port: str | None = None) -> None:
+        where = f"{device} on {port}" if port else device
+        for prefix in (f"{where}: ", f"{device}: "):  # an earlier error's text passed on: name the device once
+            message = message.removeprefix(prefix)
         self.device = device
         self.port = port
         self.detail = message
-        where = f"{device} on {port}" if port else device
         super().__init__(f"{where}: {message}")
 
 

@@ -25,6 +25,8 @@ SIMULATORS = {
     "opacimeter": "simulators.opacimeter",
     "brake-tester": "simulators.brake_tester",
     "pda": "simulators.pda",
+    "driver": "laned.sim_driver",  # the person in the vehicle, following the lane's prompts
+    "lane": "laned.sim_lane",  # every simulator a lane config names, and the driver
 }
 
 
@@ -66,22 +68,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from laned.check_config import port_problems
     from laned.config import load_config, require_standard_timings, shortened_problems
 
+    path = args.config_option or args.config
+    if path is None:
+        print("laned check-config: which file? laned check-config --config FILE", file=sys.stderr)
+        return 2
     try:
-        config = load_config(args.config)
-        require_standard_timings(config, simulation=args.simulation, source=str(args.config))
+        config = load_config(path)
+        require_standard_timings(config, simulation=args.simulation, source=str(path))
     except ConfigError as exc:
         print(f"laned: {exc}", file=sys.stderr)
         return 2
+    errors, warnings = port_problems(config)
+    if errors:
+        print(f"laned: {path}: {len(errors)} problem(s)", file=sys.stderr)
+        for line in errors + warnings:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
     devices = ", ".join(f"{name} ({dev.kind})" for name, dev in config.devices.items()) or "none"
+    verdict = "OK" if not warnings else "valid, with warnings"
     print(
-        f"{args.config}: OK — station {config.lane.station}, lane {config.lane.lane}, "
+        f"{path}: {verdict} — station {config.lane.station}, lane {config.lane.lane}, "
         f"broker {config.mqtt.host}:{config.mqtt.port} (MQTT {config.mqtt.protocol}), devices: {devices}"
     )
+    for line in warnings:
+        print(f"  warning: {line}")
     shortened = shortened_problems(config)
     if shortened:  # accepted because of --simulation: say what a production start would refuse
-        print(f"{args.config}: simulation only — {len(shortened)} shortened setting(s):")
+        print(f"{path}: simulation only — {len(shortened)} shortened setting(s):")
         for line in shortened:
             print(f"  - {line}")
     return 0
@@ -101,6 +117,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         asyncio.run(module.run(args))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # a busy TCP port, a link path that cannot be made: one line, not a traceback
+        print(f"laned simulate {args.device}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -120,34 +139,72 @@ def _cmd_daily_check(args: argparse.Namespace) -> int:
         return 130
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from laned.status_cmd import status
+
+    return asyncio.run(status(args))
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from laned.monitor import run_monitor
+
+    return run_monitor(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from laned.bench import run_bench
 
     return run_bench(args)
 
 
+EXIT_CODES = """exit codes (every command):
+  0    done, or (status) online with every device connected
+  1    a command's own failure: status degraded, a daily check failed, a simulator could not start
+  2    bad command line or config (a restart cannot fix it), or (status) offline / unreachable
+  3    the lane is another process's (run), or the daily checks could not run (daily-check)
+  70   a task of the daemon crashed (run)
+  130  stopped with Ctrl-C
+`laned COMMAND --help` says what each code means for that command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="laned", description=__doc__)
+    from laned import __version__
+    from laned.status_cmd import EPILOG as STATUS_EXIT_CODES
+
+    parser = argparse.ArgumentParser(prog="laned", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"laned {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def logging_options(p: argparse.ArgumentParser, default_level: str | None) -> None:
-        p.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"])
+        shown = default_level or "the config's lane.log_level"
+        p.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"],
+                       help=f"the least important log events shown (default: {shown})")
         p.add_argument(
-            "--log-format", default=None if default_level is None else "auto", choices=["auto", "json", "console"]
+            "--log-format", default=None if default_level is None else "auto", choices=["auto", "json", "console"],
+            help="json (one object a line, UTC times: the journal), console (colours, local time), auto: json "
+            "when not on a terminal or under systemd",
         )
 
     simulation_help = (
         "a simulation (simulated devices: tests, demos, training): allows a time scale below 1 and procedure "
         "timings below the standard's; every result then says `simulation: true`"
     )
-    p = sub.add_parser("run", help="run the lane daemon")
+    p = sub.add_parser("run", help="run the lane daemon", epilog="exit codes: 0 stopped cleanly (SIGTERM, Ctrl-C), "
+                       "2 configuration error (systemd does not restart it: fix the file, check-config), "
+                       f"{EXIT_LANE_BUSY} another process already runs this lane, {EXIT_CRASHED} a task of the "
+                       "daemon crashed (systemd restarts it)")
     p.add_argument("--config", "-c", required=True, type=Path, help="the lane's TOML config")
     p.add_argument("--simulation", action="store_true", help=simulation_help)
     logging_options(p, None)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("check-config", help="validate a config file; every problem with its key path")
-    p.add_argument("config", type=Path)
+    from laned.check_config import EXIT_CODES as CHECK_CONFIG_EXIT_CODES
+
+    p = sub.add_parser("check-config", help="validate a config file; every problem with its key path",
+                       epilog=CHECK_CONFIG_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", dest="config_option", type=Path, help="the lane's TOML config")
+    p.add_argument("config", type=Path, nargs="?", help=argparse.SUPPRESS)  # the older positional form
     p.add_argument("--simulation", action="store_true",
                    help="check it as `laned run --simulation` would (shortened timings listed, not refused)")
     p.set_defaults(func=_cmd_check_config)
@@ -185,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser(
+        "status", help="the lane's status once, as a table or JSON; exit 0 online, 1 degraded, 2 offline",
+        epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from laned.status_cmd import add_arguments as status_arguments
+
+    status_arguments(p)
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("monitor", help="watch a lane (or every lane of a station) live, in a terminal or a browser")
+    from laned.monitor.options import add_arguments as monitor_arguments
+
+    monitor_arguments(p)
+    p.set_defaults(func=_cmd_monitor)
+
     p = sub.add_parser("bench", help="measure the lane: serial efficiency, latency, CPU, memory")
     try:
         from laned.bench import add_arguments as bench_arguments
@@ -201,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["schemas"]:
         from protocols.schemas import main as schemas_main
 
-        return schemas_main(argv[1:])
+        return schemas_main(argv[1:], prog="laned schemas")
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -298,6 +298,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return tree
 
 
+def _env_sources(environ: dict[str, str]) -> dict[str, str]:
+    """The dotted key path each `LANED_…` variable sets -> the variable's name (for error messages)."""
+    return {".".join(part.lower() for part in key[len(ENV_PREFIX) :].split("__")): key
+            for key in environ if key.startswith(ENV_PREFIX) and "__" in key}
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
@@ -325,8 +331,9 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
         fix(mqtt.get("tls"), "ca_file", "cert_file", "key_file")
 
 
-def describe_errors(exc: ValidationError) -> list[str]:
-    """One line per problem: the dotted key path, what was expected, what was found."""
+def describe_errors(exc: ValidationError, env_sources: dict[str, str] | None = None) -> list[str]:
+    """One line per problem: the dotted key path, what was expected, what was found; and the
+    environment variable the value came from, when one set it (`env_sources`, path -> variable)."""
     lines = []
     for err in exc.errors():
         # discriminated unions put their tag in pydantic's path ("devices.ga.gas_analyzer.poll_hz"):
@@ -344,7 +351,9 @@ def describe_errors(exc: ValidationError) -> list[str]:
             shown = " (value not shown: the key looks like a secret)"
         else:
             shown = f" (found {found!r})"
-        lines.append(f"{path or '(top level)'}: {message}{shown}{checked_as}")
+        variable = (env_sources or {}).get(path)
+        source = f" — set by the environment variable {variable}, not the file" if variable else ""
+        lines.append(f"{path or '(top level)'}: {message}{shown}{checked_as}{source}")
     return lines
 
 
@@ -377,11 +386,12 @@ def _key_path(loc: tuple[int | str, ...]) -> tuple[str, str]:
 
 
 def parse_config(data: dict[str, Any], source: str, environ: dict[str, str] | None = None) -> LaneConfig:
-    merged = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    env = dict(os.environ if environ is None else environ)
+    merged = _merge(data, _env_overrides(env))
     try:
         return LaneConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(source, describe_errors(exc)) from None
+        raise ConfigError(source, describe_errors(exc, _env_sources(env))) from None
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> LaneConfig:

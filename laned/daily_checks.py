@@ -345,6 +345,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the probe is capped already: start the leak check without asking")
     parser.add_argument("--simulation", action="store_true",
                         help="allow a time scale below 1 (simulated analyzers: tests, demos, training)")
+    parser.epilog = ("exit codes: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale "
+                     "below 1 without --simulation included), 3 the checks could not run (the analyzer does not "
+                     "answer, another daily-check has the lane, the running daemon refused or did not answer), "
+                     "130 stopped with Ctrl-C")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -438,4 +442,6 @@ async def _run_on_the_ports(args: argparse.Namespace, config: Any, name: str, an
     passed = all(r.get("passed") for r in results.values())
     (log.info if passed else log.error)("daily_check_done", text=_summary_text(results), path=str(daily.path),
                                         missing=daily.missing_reasons())
+    # the outcome, whatever the log level: the technician ran this to learn it
+    print(f"{'PASSED' if passed else 'FAILED'} — {_summary_text(results)}", flush=True)
     return 0 if passed else 1

@@ -32,7 +32,9 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto", stream: Any 
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=False),
+        # JSON for the journal and log shippers: UTC with its "Z", an instant anyone can compare; the
+        # console: the lane PC's local time, as a technician at the lane reads the clock
+        structlog.processors.TimeStamper(fmt="iso", utc=fmt == "json"),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
     ]

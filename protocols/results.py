@@ -48,6 +48,15 @@ class VehicleInfo(_Model):
     odometer_km: int | None = None
 
 
+class FigureRef(_Model):
+    """A picture the lane drew of an item's process data, kept beside the inspection record."""
+
+    kind: Literal["brake_curves"] = Field(description="brake_curves: left/right force over time, window, F_max")
+    axle_no: int | None = Field(description="the axle whose run it shows")
+    path: str = Field(description="where the lane keeps the SVG, relative to its state_dir")
+    sha256: str = Field(description="SHA-256 of the SVG file")
+
+
 class ResultItem(BaseModel):
     """One judged item. Beyond these fields each kind of item carries its own values, limits,
     checks and process data (see docs/mqtt-api.md)."""
@@ -58,6 +67,9 @@ class ResultItem(BaseModel):
     item: str = Field(description="stable English name, e.g. service_brake_axle_1")
     verdict: ItemVerdict
     reason: str | None = None
+    figures: list[FigureRef] | None = Field(
+        None, description="pictures of the item's process data for the report (brake items: the curves as SVG)"
+    )
 
 
 class PhotoRef(_Model):

@@ -226,10 +226,8 @@ def write_schemas(directory: Path) -> list[Path]:
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m protocols.schemas", description="Generate or check the MQTT contract's JSON Schemas."
-    )
+def main(argv: Sequence[str] | None = None, prog: str = "python -m protocols.schemas") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Generate or check the MQTT contract's JSON Schemas.")
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", metavar="DIR", type=Path, help="write every schema file into DIR")
     action.add_argument("--check", metavar="DIR", type=Path, help="exit 1 if DIR's files differ from the models")

@@ -184,7 +184,11 @@ class BrakeTesterSimulator:
         )
         # pymodbus makes a plain SimCore of the SimDevice; the tester's own datastore replaces it
         server.context = TesterDatastore(build_device(self.model, 0, self._image.action), self)
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus says only "Could not start listen"
+            raise OSError(f"brake tester: cannot listen on {host}:{port} (the port is in use, or the address is "
+                          "not this machine's)") from exc
         self._tcp_server = server
         self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 

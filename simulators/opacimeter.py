@@ -476,7 +476,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vehicle", default="diesel-truck", help="vehicle name in config/vehicles or a file")
     parser.add_argument("--control", default=None, help="Unix socket for faults and actions (JSON lines)")
     parser.add_argument("--fast", action="store_true", help="short warm-up and zero, for tests and demos")
-    parser.add_argument("--settings", default=None, help=f"device defaults (default {DEFAULT_SETTINGS})")
+    parser.add_argument("--config", "--settings", dest="settings", default=None,
+                        help=f"device file (default {DEFAULT_SETTINGS}); --settings is the old name")
     parser.add_argument("--warmup-s", type=float, default=None, help="override the warm-up time")
     parser.add_argument("--seed", type=int, default=None, help="seed of the measurement noise")
 

@@ -38,6 +38,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import structlog
@@ -152,6 +153,13 @@ async def run_brake_test(ctx: InspectionContext) -> ItemOutcome:
                         record.failed[(kind, later.axle_no)] = f"not tested: the brake test stopped ({reason})"
                 break
     items, verdict = build_brake_items(command, ctx.limits, record)
+    if ctx.state_dir is not None:  # the curves as pictures for the report; never at the cost of the result
+        from laned.figures import write_brake_figures
+
+        try:
+            write_brake_figures(items, Path(ctx.state_dir), ctx.inspection_no)
+        except OSError as exc:
+            log.error("brake_figures_not_written", inspection_no=ctx.inspection_no, error=str(exc))
     return ItemOutcome(procedure="brake", platform="safety", items=items, verdict=verdict, devices=devices)
 
 

@@ -1,0 +1,161 @@
+"""`laned simulate lane --config FILE`: a whole simulated lane for a developer, from the lane's config.
+
+Every enabled device the config names gets its simulator, where the config says the lane will find
+it (a pty link at a serial port's path, Modbus TCP at host:port), each as a child process logging to
+`{control_dir}/{device}.log`, with its control socket at `{control_dir}/{device}.ctl`. Beside them
+runs the simulated driver, who follows the lane's prompts on `…/event`; and, when nothing listens at
+the config's broker address on this machine, an embedded broker there. Then, in a second terminal,
+`laned run --config FILE` runs the lane against them. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from laned.config import BrakeTesterConfig, DeviceConfig, LaneConfig, load_config, shortened_problems
+from laned.errors import ConfigError
+
+if TYPE_CHECKING:
+    from laned.demo import SimProcess
+
+#: device kind -> `laned simulate NAME`
+SIMULATOR_OF = {"gas_analyzer": "gas-analyzer", "opacimeter": "opacimeter", "brake_tester": "brake-tester"}
+DEFAULT_VEHICLE = {"gas-analyzer": "gasoline-car", "opacimeter": "diesel-truck", "brake-tester": "gasoline-car"}
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def default_control_dir(config: LaneConfig) -> Path:
+    """Where `simulate lane` puts control sockets and logs (and `simulate driver` finds them)."""
+    return Path(tempfile.gettempdir()) / f"laned-sim-{config.lane.station}-{config.lane.lane}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, required=True, help="the lane's TOML config")
+    parser.add_argument("--control-dir", type=Path, help="control sockets and logs (default: a folder in /tmp)")
+    parser.add_argument("--vehicle", help="the vehicle every simulator starts with (default: gasoline-car; "
+                        "diesel-truck for the opacimeter)")
+    parser.add_argument("--real-timings", action="store_true", help="the devices' real warm-up and zero times")
+    parser.add_argument("--no-broker", action="store_true", help="never start an embedded broker")
+    parser.add_argument("--no-driver", action="store_true", help="no simulated driver (follow prompts by hand)")
+
+
+def simulator_args(device: DeviceConfig, control: Path, vehicle: str, fast: bool) -> tuple[str, list[str]]:
+    """`laned simulate KIND ARGS` for one configured device, at the port the lane will open."""
+    kind = SIMULATOR_OF[device.kind]
+    transport = device.transport
+    where = (["--tcp", f"{transport.host}:{transport.port}"] if transport.type == "tcp"
+             else ["--link", transport.port])
+    extra = ["--no-script"] if isinstance(device, BrakeTesterConfig) else []
+    return kind, [*where, "--vehicle", vehicle, "--control", str(control), *extra, *(["--fast"] if fast else [])]
+
+
+def _listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
+        return True
+    return False
+
+
+async def run(args: argparse.Namespace) -> None:
+    from laned.broker import EmbeddedBroker
+    from laned.demo import SimProcess
+    from simulators.driver import SimulatedDriver
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"laned simulate lane: {exc}") from None
+    control_dir = args.control_dir or default_control_dir(config)
+    control_dir.mkdir(parents=True, exist_ok=True)
+    processes: list[tuple[str, SimProcess]] = []
+    controls: dict[str, Path] = {}
+    broker: EmbeddedBroker | None = None
+    driver_task: asyncio.Task[None] | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        mqtt = config.mqtt
+        if not args.no_broker and mqtt.host in LOCAL_HOSTS and not _listening(mqtt.host, mqtt.port):
+            broker = EmbeddedBroker(mqtt.port, "127.0.0.1")
+            await broker.start()
+            print(f"broker: embedded, on 127.0.0.1:{mqtt.port}", flush=True)
+        for name, device in config.devices.items():
+            if not device.enabled:
+                continue
+            control = control_dir / f"{name}.ctl"
+            control.unlink(missing_ok=True)
+            vehicle = args.vehicle or DEFAULT_VEHICLE[SIMULATOR_OF[device.kind]]
+            kind, sim_args = simulator_args(device, control, vehicle, not args.real_timings)
+            process = SimProcess(kind, sim_args, control_dir / f"{name}.log")
+            await process.start()
+            processes.append((name, process))
+            controls[kind] = control
+            print(f"{name}: laned simulate {kind} {' '.join(sim_args)}  (log {control_dir / f'{name}.log'})",
+                  flush=True)
+        await _wait_ready(processes, config, control_dir)
+        if not args.no_driver:
+            person = SimulatedDriver(controls)
+            root = f"{mqtt.topic_prefix}/{config.lane.station}/{config.lane.lane}"
+            driver_task = asyncio.create_task(person.run(mqtt.host, mqtt.port, root))
+            print(f"driver: follows the prompts on {root}/event", flush=True)
+        flag = " --simulation" if shortened_problems(config) else ""  # simulated timings: a simulation
+        print(f"ready: now run `laned run{flag} --config {args.config}` (Ctrl-C here stops the simulated lane)",
+              flush=True)
+        while not stop.is_set():
+            for name, process in processes:
+                if process.process is not None and process.process.returncode is not None:
+                    why = _last_line(control_dir, name)
+                    raise SystemExit(f"laned simulate lane: the {name} simulator stopped: {why}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        if driver_task is not None:
+            driver_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver_task
+        for _, process in processes:
+            await process.stop()
+        if broker is not None:
+            await broker.stop()
+
+
+def _served(device: DeviceConfig, control: Path) -> bool:
+    """The simulator answers where the lane will look: its pty link or TCP port, and its control socket."""
+    transport = device.transport
+    where = _listening(transport.host, transport.port) if transport.type == "tcp" else Path(transport.port).exists()
+    return where and control.exists()
+
+
+async def _wait_ready(processes: list[tuple[str, SimProcess]], config: LaneConfig, control_dir: Path) -> None:
+    """Every simulator serves where the config says, or a clear exit with its log's last line."""
+    deadline = time.monotonic() + 15
+    for name, process in processes:
+        control = control_dir / f"{name}.ctl"
+        while not _served(config.devices[name], control):
+            child = process.process
+            if child is not None and child.returncode is not None:
+                raise SystemExit(f"laned simulate lane: the {name} simulator did not start: "
+                                 f"{_last_line(control_dir, name)}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"laned simulate lane: the {name} simulator did not start within 15 s "
+                                 f"(see {control_dir / f'{name}.log'})")
+            await asyncio.sleep(0.05)
+
+
+def _last_line(control_dir: Path, name: str) -> str:
+    lines = (control_dir / f"{name}.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    return lines[-1] if lines else "(no output)"
+
+
+if __name__ == "__main__":
+    sys.exit("use: laned simulate lane --config FILE")
