@@ -16,15 +16,16 @@ import contextlib
 import functools
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
-from drivers.base import Driver
+from drivers.base import Driver, next_slot
 from laned import __version__
 from laned.config import LaneConfig
-from laned.devices import build_driver, reading_to_live
+from laned.devices import build_driver, live_messages
 from laned.mqtt import MqttLink, Topics
 from laned.outbox import Outbox
 
@@ -32,6 +33,11 @@ log = structlog.get_logger("laned")
 
 Handler = Callable[[str, bytes], Awaitable[None]]
 STATUS_SCHEMA = "lane-status/1"
+#: readings a live device gathers between two messages at most; past it the oldest go
+LIVE_BATCH_MAX = 500
+#: turns of the loop a live sender lets pass after its tick: a poll's reply read at that same tick
+#: becomes a reading a few turns later (the port's reader, then the driver), and goes out with it
+SETTLE_TURNS = 4
 
 
 class Lane:
@@ -48,6 +54,10 @@ class Lane:
             name: build_driver(name, device) for name, device in config.devices.items() if device.enabled
         }
         self.live_enabled = {name for name, device in config.devices.items() if device.enabled and device.live}
+        #: the readings of each live device since its last message, gathered in the driver's turn
+        self.live_pending: dict[str, deque[tuple[float, Any]]] = {
+            name: deque(maxlen=LIVE_BATCH_MAX) for name in self.live_enabled
+        }
         self._handlers: dict[str, Handler] = {}
         self.mqtt = MqttLink(
             config,
@@ -167,7 +177,9 @@ class Lane:
         for name, driver in self.drivers.items():
             self.spawn(driver.run(), f"driver-{name}")
             if name in self.live_enabled:
-                driver.readings.listen(functools.partial(self._forward_live, name, driver.kind))
+                driver.readings.listen(functools.partial(self._gather_live, self.live_pending[name]))
+                interval_s = self.config.devices[name].live_interval_s
+                self.spawn(self._send_live(name, driver.kind, interval_s), f"live-{name}")
         self.spawn(self.mqtt.run(), "mqtt")
         self.spawn(self._go_online(ready), "online")
         self.spawn(self._status_ticker(), "status")
@@ -195,9 +207,30 @@ class Lane:
             await asyncio.sleep(self.status_interval_s)
             self.publish_status()
 
-    def _forward_live(self, name: str, kind: str, reading: Any) -> None:
-        """Every reading to `…/live/{name}` in the driver's own turn (a Broadcast listener)."""
-        self.mqtt.publish_live(name, reading_to_live(name, kind, reading))
+    @staticmethod
+    def _gather_live(pending: deque[tuple[float, Any]], reading: Any) -> None:
+        """A reading kept for the device's next live message, with the time the lane got it (a
+        Broadcast listener: in the driver's turn, so only an append)."""
+        pending.append((time.time(), reading))
+
+    async def _send_live(self, name: str, kind: str, interval_s: float) -> None:
+        """Every `interval_s`, on the drivers' poll grid (no wake-up of its own), the readings
+        gathered since the last message to `…/live/{name}`; none gathered, nothing sent."""
+        pending = self.live_pending[name]
+        while True:
+            now = time.monotonic()
+            await asyncio.sleep(next_slot(now, interval_s) - now)
+            for _ in range(SETTLE_TURNS):
+                await asyncio.sleep(0)
+            if not pending:
+                continue
+            batch = list(pending)
+            pending.clear()
+            try:
+                for document in live_messages(name, kind, batch):
+                    self.mqtt.publish_live(name, document)
+            except Exception:  # a reading it cannot turn into JSON must not end live messages for good
+                self.log.exception("live_message_failed", device=name, readings=len(batch))
 
     async def shutdown(self) -> None:
         """Safe states first, then the offline status, then everything else."""
