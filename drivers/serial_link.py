@@ -22,11 +22,14 @@ whole at the tick, takes the bytes as they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import termios
 import time
 from typing import Any, Protocol
 
 import serial
+import serial.threaded
 import serial_asyncio_fast
 
 from drivers.base import READ_REPLY_AT
@@ -82,6 +85,64 @@ def _set_done(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+class _ThreadedPort(asyncio.Transport):
+    """The transport of a port the loop has no descriptor to wait on: rfc2217://, whose telnet
+    pyserial speaks in a thread of its own (pyserial-asyncio-fast waits on a descriptor). pyserial's
+    `ReaderThread` reads it and hands each chunk to the loop. Its reading cannot be paused, so a
+    poll's reply is taken as it comes, as outside a poll."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, port: Any, protocol: _Receiver) -> None:
+        super().__init__({"serial": port})
+        self._loop, self._protocol, self._closing = loop, protocol, False
+        self._reader = serial.threaded.ReaderThread(port, self._forwarder)
+        protocol.connection_made(self)
+        self._reader.start()
+
+    def _forwarder(self) -> serial.threaded.Protocol:
+        """The reader thread's protocol: what it gets, handed to the loop's `_Receiver`."""
+        loop, protocol = self._loop, self._protocol
+
+        def later(callback: Any, *args: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                loop.call_soon_threadsafe(callback, *args)
+
+        class Forward(serial.threaded.Protocol):  # type: ignore[misc]
+            def data_received(self, data: bytes) -> None:
+                later(protocol.data_received, bytes(data))
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                later(protocol.connection_lost, exc)
+
+        return Forward()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        try:
+            self._reader.write(bytes(data))
+        except serial.SerialException as exc:
+            self._protocol.lost = self._protocol.lost or exc
+            self.abort()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop the reader and close the port, off the loop (the thread takes up to its read timeout)."""
+        if not self._closing:
+            self._closing = True
+            self._loop.run_in_executor(None, self._reader.close)
+
+    def abort(self) -> None:
+        self.close()
+
+    def pause_reading(self) -> None:
+        """Nothing to pause: the thread reads as the bytes come."""
+
+    def resume_reading(self) -> None:
+        """Nothing to resume."""
+
+
 class SerialLink:
     """One serial port, opened by `open()`, used by one driver."""
 
@@ -114,9 +175,14 @@ class SerialLink:
         loop = asyncio.get_running_loop()
         options: dict[str, Any] = dict(self.settings)  # a local port's own options (its lock) join here, a URL's never
         try:
-            transport, protocol = await serial_asyncio_fast.create_serial_connection(
-                loop, _Receiver, self.port, **options
-            )
+            if self.port.startswith("rfc2217://"):
+                port = await loop.run_in_executor(None, functools.partial(serial.serial_for_url, self.port, **options))
+                protocol = _Receiver()
+                transport: asyncio.Transport = _ThreadedPort(loop, port, protocol)
+            else:
+                transport, protocol = await serial_asyncio_fast.create_serial_connection(
+                    loop, _Receiver, self.port, **options
+                )
         except (serial.SerialException, OSError, ValueError) as exc:  # ValueError: pyserial's word on a bad URL
             raise DeviceUnavailable(self.device, f"cannot open serial port: {exc}", port=self.port) from None
         self._transport, self._rx, self._lost = transport, protocol, None

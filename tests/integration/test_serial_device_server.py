@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
+import serial.rfc2217
 
 import drivers.serial_link as serial_link
+from drivers.base import Backoff, HealthState
 from drivers.errors import DeviceTimeout, DeviceUnavailable
+from drivers.opacimeter import OpacimeterDriver
 from drivers.serial_link import SerialLink
 from laned.broker import free_port
 from laned.config import parse_config
@@ -164,3 +170,127 @@ async def test_a_late_reply_through_a_device_server_is_not_the_retrys_reply(monk
         await link.close()
         server.close()
         await server.wait_closed()
+
+
+class Rfc2217Server:
+    """A device server speaking RFC 2217 (telnet with COM-port control), made of pyserial's own
+    `PortManager`: one client at a time, forwarded to `port_path`. `stop()` drops the client and
+    stops listening, as a box switched off; `start()` listens again on the same TCP port."""
+
+    def __init__(self, port_path: Path) -> None:
+        self.port_path, self.tcp_port = port_path, free_port()
+        self.alive = False
+        self.threads: list[threading.Thread] = []
+        self.listener: socket.socket | None = None
+        self.client: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rfc2217://127.0.0.1:{self.tcp_port}"
+
+    def start(self) -> None:
+        self.alive = True
+        self.listener = socket.create_server(("127.0.0.1", self.tcp_port), reuse_port=True)
+        self.listener.settimeout(0.1)
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
+
+    def stop(self) -> None:
+        self.alive = False
+        for thread in self.threads:
+            thread.join(5)
+        if self.listener is not None:
+            self.listener.close()
+
+    def _serve(self) -> None:
+        assert self.listener is not None
+        while self.alive:
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with client, serial.serial_for_url(str(self.port_path), timeout=0.05) as port:
+                client.settimeout(0.05)
+                manager = serial.rfc2217.PortManager(_BoxPort(), _Sender(client))
+                to_client = threading.Thread(target=self._device_to_client, args=(port, client, manager), daemon=True)
+                to_client.start()
+                while self.alive:
+                    try:
+                        data = client.recv(1024)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    port.write(b"".join(manager.filter(data)))
+                to_client.join(1)
+
+    def _device_to_client(self, port: Any, client: socket.socket, manager: Any) -> None:
+        while self.alive:
+            try:
+                data = port.read(port.in_waiting or 1)
+                if data:
+                    client.sendall(b"".join(manager.escape(data)))
+            except (OSError, serial.SerialException):
+                return
+
+
+class _BoxPort:
+    """The RS-232 side as PortManager sees it: the line settings the lane asks for, kept (a pty
+    carries bytes at any speed), and modem lines always asserted (a pty has none)."""
+
+    baudrate, bytesize, parity, stopbits = 9600, 8, "N", 1
+    rts = dtr = cts = dsr = cd = True
+    ri = rtscts = xonxoff = break_condition = False
+
+    def reset_input_buffer(self) -> None:
+        """Nothing held here: the bytes go straight through."""
+
+    def reset_output_buffer(self) -> None:
+        """Nothing held here."""
+
+
+class _Sender:
+    """The `connection` PortManager writes its telnet answers to."""
+
+    def __init__(self, client: socket.socket) -> None:
+        self.client = client
+
+    def write(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.client.sendall(data)
+
+
+async def test_an_opacimeter_behind_an_rfc2217_device_server_is_read_and_read_again_after_its_restart(
+        tmp_path: Path) -> None:
+    async with OpacimeterSimulator(tmp_path / "op1", settings=MeterSettings(warmup_s=0.1, zero_s=0.1)) as meter:
+        box = Rfc2217Server(meter.pty.link)
+        box.start()
+        driver = OpacimeterDriver("opacimeter", port=box.url, poll_hz=20, backoff=Backoff(initial_s=0.1, max_s=0.3))
+        readings: list[Any] = []
+        driver.readings.listen(readings.append)
+        task = asyncio.create_task(driver.run())
+        try:
+            await driver.wait_connected(10)
+            await asyncio.sleep(1.0)
+            assert len(readings) >= 10  # 20 polls a second; loose, the machine may be loaded
+            await asyncio.to_thread(box.stop)  # the box switched off
+            for _ in range(100):
+                if driver.health.state == HealthState.DISCONNECTED:
+                    break
+                await asyncio.sleep(0.05)
+            assert driver.health.state == HealthState.DISCONNECTED
+            assert "serial port lost" in (driver.health.last_error or "") or "cannot open" in (
+                driver.health.last_error or "")
+            box.start()
+            await driver.wait_connected(10)
+            count = len(readings)
+            await asyncio.sleep(0.5)
+            assert len(readings) >= count + 5  # readings resumed
+        finally:
+            await driver.stop()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await task
+            await asyncio.to_thread(box.stop)
