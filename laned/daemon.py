@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import signal
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
-from drivers.base import Driver, next_slot
+from drivers.base import Driver
 from laned import __version__
 from laned.config import LaneConfig
-from laned.devices import build_driver, live_messages
+from laned.devices import LiveSender, build_driver
 from laned.mqtt import MqttLink, Topics
 from laned.outbox import Outbox
 
@@ -33,11 +31,6 @@ log = structlog.get_logger("laned")
 
 Handler = Callable[[str, bytes], Awaitable[None]]
 STATUS_SCHEMA = "lane-status/1"
-#: readings a live device gathers between two messages at most; past it the oldest go
-LIVE_BATCH_MAX = 500
-#: turns of the loop a live sender lets pass after its tick: a poll's reply read at that same tick
-#: becomes a reading a few turns later (the port's reader, then the driver), and goes out with it
-SETTLE_TURNS = 4
 
 
 class Lane:
@@ -54,10 +47,6 @@ class Lane:
             name: build_driver(name, device) for name, device in config.devices.items() if device.enabled
         }
         self.live_enabled = {name for name, device in config.devices.items() if device.enabled and device.live}
-        #: the readings of each live device since its last message, gathered in the driver's turn
-        self.live_pending: dict[str, deque[tuple[float, Any]]] = {
-            name: deque(maxlen=LIVE_BATCH_MAX) for name in self.live_enabled
-        }
         self._handlers: dict[str, Handler] = {}
         self.mqtt = MqttLink(
             config,
@@ -66,6 +55,12 @@ class Lane:
             on_message=self._dispatch,
             subscriptions=[self.topics.commands, f"{self.topics.pda}/capture", f"{self.topics.pda}/photo/#"],
         )
+        #: each live device's messages, at its live_hz, with the readings since its last
+        self.live_senders = {
+            name: LiveSender(name, driver.kind, config.devices[name].live_interval_s, self.mqtt.publish_live)
+            for name, driver in self.drivers.items()
+            if name in self.live_enabled
+        }
         self.started_at = time.time()
         self.online = False
         self.inspection: dict[str, Any] | None = None  # set by the inspection runner
@@ -176,10 +171,8 @@ class Lane:
         )
         for name, driver in self.drivers.items():
             self.spawn(driver.run(), f"driver-{name}")
-            if name in self.live_enabled:
-                driver.readings.listen(functools.partial(self._gather_live, self.live_pending[name]))
-                interval_s = self.config.devices[name].live_interval_s
-                self.spawn(self._send_live(name, driver.kind, interval_s), f"live-{name}")
+            if name in self.live_senders:
+                driver.readings.listen(self.live_senders[name].add)
         self.spawn(self.mqtt.run(), "mqtt")
         self.spawn(self._go_online(ready), "online")
         self.spawn(self._status_ticker(), "status")
@@ -207,31 +200,6 @@ class Lane:
             await asyncio.sleep(self.status_interval_s)
             self.publish_status()
 
-    @staticmethod
-    def _gather_live(pending: deque[tuple[float, Any]], reading: Any) -> None:
-        """A reading kept for the device's next live message, with the time the lane got it (a
-        Broadcast listener: in the driver's turn, so only an append)."""
-        pending.append((time.time(), reading))
-
-    async def _send_live(self, name: str, kind: str, interval_s: float) -> None:
-        """Every `interval_s`, on the drivers' poll grid (no wake-up of its own), the readings
-        gathered since the last message to `…/live/{name}`; none gathered, nothing sent."""
-        pending = self.live_pending[name]
-        while True:
-            now = time.monotonic()
-            await asyncio.sleep(next_slot(now, interval_s) - now)
-            for _ in range(SETTLE_TURNS):
-                await asyncio.sleep(0)
-            if not pending:
-                continue
-            batch = list(pending)
-            pending.clear()
-            try:
-                for document in live_messages(name, kind, batch):
-                    self.mqtt.publish_live(name, document)
-            except Exception:  # a reading it cannot turn into JSON must not end live messages for good
-                self.log.exception("live_message_failed", device=name, readings=len(batch))
-
     async def shutdown(self) -> None:
         """Safe states first, then the offline status, then everything else."""
         self.log.info("lane_stopping")
@@ -240,6 +208,8 @@ class Lane:
         await self.runner.wait_stopped()
         self.online = False
         await self.mqtt.stop(final_status=self.status_document(online=False))
+        for sender in self.live_senders.values():
+            sender.close()
         for driver in self.drivers.values():
             await driver.stop()
         for task in self._tasks:

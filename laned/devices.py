@@ -7,14 +7,24 @@ turns a `[devices.NAME]` table into a driver.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
+import math
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
+
+import structlog
 
 from drivers.base import Backoff, Driver
 from laned.config import BrakeTesterConfig, DeviceConfig, GasAnalyzerConfig, OpacimeterConfig
 from protocols.brake_tester import INDEX_MODULUS
+
+log = structlog.get_logger("laned.live")
+#: readings a live device holds between two messages at most; past it the oldest go
+LIVE_BATCH_MAX = 500
 
 
 def build_driver(name: str, config: DeviceConfig) -> Driver:
@@ -160,3 +170,55 @@ def _follows_on(message: dict[str, Any], fields: dict[str, Any], next_index: int
 def reading_to_live(device: str, kind: str, reading: Any) -> dict[str, Any]:
     """The live message of one reading: its fields with their units in their names, and the lane's time."""
     return live_messages(device, kind, [(time.time(), reading)])[0]
+
+
+class LiveSender:
+    """One device's live messages: at most one per `interval_s` slot of the monotonic clock (the
+    drivers' poll grid), each with every reading since the last.
+
+    `add` is the driver's Broadcast listener, so it runs in the driver's turn: a reading that is
+    the first of a new slot goes out at once with those held before it (a 10 Hz device at 10 Hz:
+    every reading, at once); one in a slot that already had its message is held for the next
+    slot's first reading (a 20 Hz device at 10 Hz: messages of two readings). A timer at the end
+    of the next slot, a tick where the polls wake the process anyway, sends what is still held
+    when no reading came to take it (the device stopped answering). No task, no wake-up of its
+    own. (A timer at the next slot's start would send the held reading just before that slot's
+    own, and then hold every reading a slot: a poll interval of latency on every message.)"""
+
+    def __init__(
+        self, device: str, kind: str, interval_s: float, publish: Callable[[str, dict[str, Any]], None]
+    ) -> None:
+        self.device, self.kind, self.interval_s = device, kind, interval_s
+        self._publish = publish
+        self.pending: deque[tuple[float, Any]] = deque(maxlen=LIVE_BATCH_MAX)
+        self._slot = -1  # the slot of the last message
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, reading: Any) -> None:
+        self.pending.append((time.time(), reading))
+        slot = math.floor(time.monotonic() / self.interval_s)
+        if slot != self._slot:
+            self._send(slot)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_at((slot + 2) * self.interval_s, self._send, slot + 2)
+
+    def _send(self, slot: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._slot = slot
+        if not self.pending:
+            return
+        batch = list(self.pending)
+        self.pending.clear()
+        try:
+            for document in live_messages(self.device, self.kind, batch):
+                self._publish(self.device, document)
+        except Exception:  # a reading it cannot turn into JSON must not end the device's live messages
+            log.exception("live_message_failed", device=self.device, readings=len(batch))
+
+    def close(self) -> None:
+        """No message after this: the timer, if set, is cancelled."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

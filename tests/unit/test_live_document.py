@@ -109,3 +109,36 @@ def test_readings_of_another_kind_or_another_curve_go_in_messages_of_their_own()
         ("BrakeCurveLive", 1, [1, 2]), ("TesterSnapshot", None, []), ("BrakeCurveLive", 2, [5, 6])]
     # 362 follows 360, 361, but on another axle: its curve is another one
     assert [m["axle_no"] for m in live_messages("brake-tester", "brake_tester", curve)] == [1, 2]
+
+
+async def test_a_live_sender_sends_a_new_slots_first_reading_at_once_and_holds_the_rest_for_the_next() -> None:
+    """At most one message a slot of 1 / live_hz on the monotonic clock: the first reading of a
+    slot goes out in the driver's turn with any held before it; a second one in the same slot
+    waits for the next slot's first reading, or, if none comes, for the end of the next slot."""
+    import asyncio
+    import time
+
+    from drivers.base import next_slot
+    from laned.devices import LiveSender
+
+    sent: list[list[int]] = []
+    sender = LiveSender("opacimeter", "opacimeter", 0.1,
+                        lambda _device, document: sent.append([r["seq"] for r in document["readings"]]))
+
+    def reading(seq: int) -> op.RealtimeReading:
+        return op.RealtimeReading(1.0, 0.02, 800, None, seq)
+
+    await asyncio.sleep(next_slot(time.monotonic(), 0.1) + 0.01 - time.monotonic())  # early in a slot
+    sender.add(reading(1))
+    assert sent == [[1]]  # at once
+    sender.add(reading(2))  # the same slot: held
+    assert sent == [[1]]
+    await asyncio.sleep(0.1)
+    sender.add(reading(3))  # the next slot: with the one held
+    assert sent == [[1], [2, 3]]
+    sender.add(reading(4))  # held, and nothing comes after it
+    await asyncio.sleep(0.15)
+    assert sent == [[1], [2, 3]]  # not yet: the next slot could still bring a reading
+    await asyncio.sleep(0.1)
+    assert sent == [[1], [2, 3], [4]]  # the end of the next slot
+    sender.close()
