@@ -29,20 +29,10 @@ from laned.daemon import Lane
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
 from simulators.opacimeter import MeterSettings, OpacimeterSimulator
 from tests.helpers import lane_config_dict, subscriber
+from tests.integration.test_serial_reply_on_tick import FirstBytes
 
 pytestmark = pytest.mark.integration
 ROOT = "laned/v1/370100/T1"
-
-
-class FirstBytes:
-    """A decoder that yields the first `count` bytes received."""
-
-    def __init__(self, count: int) -> None:
-        self.count, self.buffer = count, bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self.buffer.extend(data)
-        return [bytes(self.buffer[: self.count])] if len(self.buffer) >= self.count else []
 
 
 class DeviceServer:
