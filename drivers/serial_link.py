@@ -1,17 +1,22 @@
 """An asyncio serial port for request/reply devices, on pyserial-asyncio-fast.
 
-Received bytes go into one buffer that `request()` feeds to a sans-I/O reply
-decoder from `protocols/` until it yields a reply or the timeout runs out.
-The input is flushed before every request, so a late reply to an earlier
-request can never be taken for the answer to this one. A lost port (an
-unplugged USB adapter, a pty that went away) ends the link with
-`DeviceUnavailable`; the driver's life cycle reconnects.
+The port is a local device (`/dev/ttyUSB0`, a simulator's pty) or a serial device server on
+the network (`socket://host:port`, a raw TCP port of an Ethernet-to-RS-232 box): pyserial's
+URL handling opens either, and every byte comes in through the transport's protocol
+(`data_received`) into one buffer that `request()` feeds to a sans-I/O reply decoder from
+`protocols/` until it yields a reply or the timeout runs out. A lost port (an unplugged USB
+adapter, a pty that went away, a device server that closed the connection) ends the link with
+`DeviceUnavailable` ("serial port lost"); the driver's life cycle reconnects.
 
-A poll's request (the poll loop sets `READ_REPLY_AT`) leaves its reply in the port until the
-loop's next tick and reads it there straight from the descriptor; between polls the port has
-no reader at all, so the replies of a 20 Hz device cost no wake-up and no event-loop work of
-their own (docs/performance.md). Any other request, and a reply not whole at the tick, has the
-transport's reader back and takes bytes as they come.
+A late reply to an earlier request is never taken for this one's: before every request the
+link's buffer is cleared and what the port still holds is discarded (a local port: pyserial's
+`reset_input_buffer`; a network port: the bytes already received are let in and dropped), and
+the decoder only yields the reply it expects.
+
+A poll's request (the poll loop sets `READ_REPLY_AT`) pauses the transport's reading until the
+loop's next tick and resumes it there: the reply waits in the port, so the replies of a 20 Hz
+device cost no wake-up of their own (docs/performance.md). Any other request, and a reply not
+whole at the tick, takes the bytes as they come.
 
 A local port is opened exclusively, by the lock serial tools honour (drivers/port_lock.py).
 """
@@ -19,14 +24,15 @@ A local port is opened exclusively, by the lock serial tools honour (drivers/por
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import os
-import select
+import functools
 import termios
 import time
 from typing import Any, Protocol
 
 import serial
+import serial.threaded
 import serial_asyncio_fast
 
 from drivers.base import READ_REPLY_AT
@@ -83,6 +89,64 @@ def _set_done(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+class _ThreadedPort(asyncio.Transport):
+    """The transport of a port the loop has no descriptor to wait on: rfc2217://, whose telnet
+    pyserial speaks in a thread of its own (pyserial-asyncio-fast waits on a descriptor). pyserial's
+    `ReaderThread` reads it and hands each chunk to the loop. Its reading cannot be paused, so a
+    poll's reply is taken as it comes, as outside a poll."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, port: Any, protocol: _Receiver) -> None:
+        super().__init__({"serial": port})
+        self._loop, self._protocol, self._closing = loop, protocol, False
+        self._reader = serial.threaded.ReaderThread(port, self._forwarder)
+        protocol.connection_made(self)
+        self._reader.start()
+
+    def _forwarder(self) -> serial.threaded.Protocol:
+        """The reader thread's protocol: what it gets, handed to the loop's `_Receiver`."""
+        loop, protocol = self._loop, self._protocol
+
+        def later(callback: Any, *args: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                loop.call_soon_threadsafe(callback, *args)
+
+        class Forward(serial.threaded.Protocol):  # type: ignore[misc]
+            def data_received(self, data: bytes) -> None:
+                later(protocol.data_received, bytes(data))
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                later(protocol.connection_lost, exc)
+
+        return Forward()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        try:
+            self._reader.write(bytes(data))
+        except serial.SerialException as exc:
+            self._protocol.lost = self._protocol.lost or exc
+            self.abort()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop the reader and close the port, off the loop (the thread takes up to its read timeout)."""
+        if not self._closing:
+            self._closing = True
+            self._loop.run_in_executor(None, self._reader.close)
+
+    def abort(self) -> None:
+        self.close()
+
+    def pause_reading(self) -> None:
+        """Nothing to pause: the thread reads as the bytes come."""
+
+    def resume_reading(self) -> None:
+        """Nothing to resume."""
+
+
 class SerialLink:
     """One serial port, opened by `open()`, used by one driver."""
 
@@ -99,14 +163,14 @@ class SerialLink:
         self.device = device
         self.port = port
         self.settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": PARITIES[parity], "stopbits": stopbits}
+        #: a network port (a pyserial URL: socket://, rfc2217://) has no input queue of its own to discard
+        self.networked = "://" in port
         self._transport: asyncio.Transport | None = None
         self._serial: Any = None
         self._rx: _Receiver | None = None
         #: why the port was last lost, kept after close() so that a request racing the driver's
         #: reconnect still says "lost" rather than "not open"
         self._lost: str | None = None
-        #: no reader on the port (see `_quiet_until`): its bytes wait in the kernel until read
-        self._paused = False
         self.frame_errors = 0
         self.bytes_out = 0
         self.bytes_in = 0
@@ -115,17 +179,25 @@ class SerialLink:
         """Open the port, exclusively when it is a local device (drivers/port_lock.py): a port that
         another process holds is refused with `DeviceUnavailable` naming that process."""
         loop = asyncio.get_running_loop()
-        exclusive = {"exclusive": True} if is_local_port(self.port) else {}
+        options: dict[str, Any] = dict(self.settings)  # a local port's own options (its lock) join here, a URL's never
+        exclusive = is_local_port(self.port)
+        if exclusive:
+            options["exclusive"] = True
         try:
-            transport, protocol = await serial_asyncio_fast.create_serial_connection(
-                loop, _Receiver, self.port, **self.settings, **exclusive
-            )
-        except (serial.SerialException, OSError) as exc:
+            if self.port.startswith("rfc2217://"):
+                port = await loop.run_in_executor(None, functools.partial(serial.serial_for_url, self.port, **options))
+                protocol = _Receiver()
+                transport: asyncio.Transport = _ThreadedPort(loop, port, protocol)
+            else:
+                transport, protocol = await serial_asyncio_fast.create_serial_connection(
+                    loop, _Receiver, self.port, **options
+                )
+        except (serial.SerialException, OSError, ValueError) as exc:  # ValueError: pyserial's word on a bad URL
             if exclusive and getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK):
                 raise DeviceUnavailable(self.device, in_use_detail(self.port), port=self.port) from None
             raise DeviceUnavailable(self.device, f"cannot open serial port: {exc}", port=self.port) from None
-        self._transport, self._rx, self._lost, self._paused = transport, protocol, None, False
-        self._serial = transport.get_extra_info("serial")  # pyserial's port, for reads while paused
+        self._transport, self._rx, self._lost = transport, protocol, None
+        self._serial = transport.get_extra_info("serial")  # pyserial's port: reset_input_buffer()
 
     async def close(self) -> None:
         transport, self._transport = self._transport, None
@@ -151,19 +223,24 @@ class SerialLink:
             raise DeviceUnavailable(self.device, f"serial port lost: {self._rx.lost}", port=self.port)
         return self._rx
 
-    def flush_input(self) -> None:
+    async def flush_input(self) -> None:
         """Discard what was received and not asked for: the link's buffer, and what the port holds
-        that no reader took yet (all that came while reading was paused, or a late reply that
-        landed after the reader last ran, e.g. just as the previous request timed out)."""
+        that the reader did not take yet (a late reply that landed as the previous request timed
+        out). A local port's input queue is discarded by pyserial (`reset_input_buffer`); a network
+        port's bytes already received are let in (two turns of the loop: one for the reader to be
+        called, one for it to run) and dropped."""
         rx = self._check_open()
+        if self.networked:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            rx = self._check_open()
+        else:
+            try:
+                self._serial.reset_input_buffer()
+            except (serial.SerialException, termios.error, OSError) as exc:  # EIO: the device went away
+                self._port_lost(rx, exc)
+                raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port) from None
         rx.buffer.clear()
-        try:  # pyserial's reset_input_buffer is this ioctl behind two more calls
-            if not self._serial.is_open:
-                raise ConnectionError("the port was closed")
-            termios.tcflush(self._serial.fd, termios.TCIFLUSH)
-        except (termios.error, OSError) as exc:
-            self._port_lost(rx, exc)
-            raise DeviceUnavailable(self.device, f"serial port lost: {rx.lost}", port=self.port) from None
 
     def write(self, data: bytes) -> None:
         self._check_open()
@@ -171,51 +248,22 @@ class SerialLink:
         self._transport.write(data)
         self.bytes_out += len(data)
 
-    async def _quiet_until(self, rx: _Receiver, when: float) -> None:
-        """Leave the reply in the port until monotonic `when` (a poll tick), then read what is there
-        directly: no wake-up and no reader for its bytes, and reading stays paused while the poll
-        loop goes on (the next request goes out in this same turn). A reply not whole by then is
-        read as it comes, as any other (`request` resumes reading)."""
+    async def _quiet_until(self, when: float) -> None:
+        """No reading until monotonic `when` (a poll tick): the reply waits in the port, and the
+        transport's reader takes it at the tick, where the poll loop wakes anyway."""
         transport = self._transport
-        if transport is None:
+        if transport is None or when <= time.monotonic():
             return
-        if when > time.monotonic():
-            if not self._paused:
-                transport.pause_reading()
-                self._paused = True
-            await asyncio.sleep(when - time.monotonic())
-        if self._paused and transport is self._transport and not transport.is_closing():
-            self._read_now(rx)
-
-    def _read_now(self, rx: _Receiver) -> None:
-        """What the port holds, read without waiting (pyserial opens it non-blocking, VMIN = 0: an
-        empty read is "nothing yet" or a hang-up). As pyserial's own reader decides: a port that
-        says it is readable and then gives nothing is gone."""
-        fd = self._serial.fd
+        transport.pause_reading()
         try:
-            data = os.read(fd, 4096)
-            if not data and select.select([fd], [], [], 0)[0]:
-                data = os.read(fd, 4096)
-                if not data:
-                    raise ConnectionError("the port is readable but gives no data (device disconnected?)")
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EIO: the adapter or the pty's other end went away (and the ConnectionError above)
-            self._port_lost(rx, exc)
-            return
-        rx.buffer.extend(data)
-
-    def _resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            transport = self._transport
-            if transport is not None and not transport.is_closing():
+            await asyncio.sleep(when - time.monotonic())
+        finally:
+            if transport is self._transport and not transport.is_closing():
                 transport.resume_reading()
 
     def _port_lost(self, rx: _Receiver, exc: Exception) -> None:
-        """A port found gone by a direct read: as if its reader had found it (`connection_lost`)."""
+        """A port found gone by the input flush: as if its reader had found it (`connection_lost`)."""
         rx.lost = rx.lost or exc
-        self._paused = False
         if self._transport is not None:
             self._transport.abort()
 
@@ -226,12 +274,12 @@ class SerialLink:
         `expected` names the reply in the timeout message a technician reads.
         """
         rx = self._check_open()
-        self.flush_input()
+        await self.flush_input()
         self.write(data)
         deadline = time.monotonic() + timeout_s
         read_at = READ_REPLY_AT.get()
         if read_at is not None and read_at < deadline:
-            await self._quiet_until(rx, read_at)
+            await self._quiet_until(read_at)
         seen = bytearray()
         last_error: FrameError | None = None
         while True:
@@ -257,5 +305,4 @@ class SerialLink:
                     f"no valid {expected} within {timeout_s * 1000:.0f} ms ({got}{why})",
                     port=self.port,
                 )
-            self._resume()
             await rx.wait(remaining)

@@ -16,6 +16,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -31,6 +32,8 @@ from protocols.datafiles import CONFIG_DIR
 
 PROJECT_CONFIG_DIR = CONFIG_DIR
 _TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: serial device servers on the network, as pyserial opens them: raw TCP, and RFC 2217 (telnet)
+SERIAL_URL_SCHEMES = ("socket", "rfc2217")
 
 
 class _Strict(BaseModel):
@@ -123,11 +126,33 @@ class MqttConfig(_Strict):
 
 class SerialTransport(_Strict):
     type: Literal["serial"] = "serial"
-    port: str = Field(description="device path, e.g. /dev/ttyUSB0 or a simulator's link")
+    port: str = Field(
+        description="device path (/dev/ttyUSB0, a simulator's link), or a serial device server on the network: "
+        "socket://HOST:PORT (raw TCP) or rfc2217://HOST:PORT"
+    )
     baudrate: int = Field(9600, gt=0)
     bytesize: Literal[7, 8] = 8
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
+
+    @field_validator("port")
+    @classmethod
+    def _path_or_url(cls, port: str) -> str:
+        if "://" not in port:
+            if not port.strip():
+                raise ValueError("give a device path, socket://HOST:PORT or rfc2217://HOST:PORT")
+            return port
+        url = urlsplit(port)
+        if url.scheme not in SERIAL_URL_SCHEMES:
+            raise ValueError(f"{url.scheme!r} ports are not supported: a device path, socket://HOST:PORT "
+                             "or rfc2217://HOST:PORT")
+        try:
+            number = url.port
+        except ValueError:
+            number = None
+        if not url.hostname or number is None or not 1 <= number <= 65535 or url.path not in ("", "/"):
+            raise ValueError(f"write a network serial port as {url.scheme}://HOST:PORT (port 1-65535)")
+        return port
 
 
 class ModbusRtuTransport(_Strict):
@@ -152,6 +177,26 @@ class _DeviceBase(_Strict):
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     live: bool = Field(True, description="publish readings on …/live/{device}")
+    live_hz: float = Field(
+        10.0,
+        gt=0,
+        le=50,
+        description="live messages a second at most, each carrying every reading since the last; "
+        "not above poll_hz (a device polled slower sends at its poll rate)",
+    )
+
+    @model_validator(mode="after")
+    def _live_not_above_poll(self) -> _DeviceBase:
+        poll_hz = getattr(self, "poll_hz", None)
+        if "live_hz" in self.model_fields_set and poll_hz is not None and self.live_hz > poll_hz:
+            raise ValueError(f"live_hz = {self.live_hz:g} is above poll_hz = {poll_hz:g}: "
+                             "a live message carries the readings since the last, so at most one a poll")
+        return self
+
+    @property
+    def live_interval_s(self) -> float:
+        """Seconds between live messages: 1 / live_hz, or one poll interval if polling is slower."""
+        return 1.0 / min(self.live_hz, getattr(self, "poll_hz", self.live_hz))
 
 
 class GasAnalyzerConfig(_DeviceBase):

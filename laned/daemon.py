@@ -35,7 +35,7 @@ import structlog
 from drivers.base import Driver
 from laned import __version__
 from laned.config import LaneConfig, require_standard_timings
-from laned.devices import build_driver, reading_to_live
+from laned.devices import LiveSender, build_driver
 from laned.errors import LaneCrashed
 from laned.mqtt import MqttLink, Topics
 from laned.outbox import Outbox
@@ -83,6 +83,12 @@ class Lane:
             on_connected=self.publish_status,  # the status re-sent on connect names the broker now in use
             on_progress=lambda: self.beat("mqtt", self._mqtt_period_s()),
         )
+        #: each live device's messages, at its live_hz, with the readings since its last
+        self.live_senders = {
+            name: LiveSender(name, driver.kind, config.devices[name].live_interval_s, self.mqtt.publish_live)
+            for name, driver in self.drivers.items()
+            if name in self.live_enabled
+        }
         self.started_at = time.time()
         self.online = False
         #: set once the lane is online (every device answered, or the grace period ended) and the
@@ -245,8 +251,8 @@ class Lane:
         )
         for name, driver in self.drivers.items():
             self.spawn(driver.run(), f"driver-{name}")
-            if name in self.live_enabled:
-                driver.readings.listen(functools.partial(self._forward_live, name, driver.kind))
+            if name in self.live_senders:
+                driver.readings.listen(self.live_senders[name].add)
         self.spawn(self.mqtt.run(), "mqtt")
         self.spawn(self._go_online(ready), "online", forever=False)
         self.beat("status", self.status_interval_s)
@@ -280,10 +286,6 @@ class Lane:
             self.publish_status()
             self.beat("status", period_s)
 
-    def _forward_live(self, name: str, kind: str, reading: Any) -> None:
-        """Every reading to `…/live/{name}` in the driver's own turn (a Broadcast listener)."""
-        self.mqtt.publish_live(name, reading_to_live(name, kind, reading))
-
     async def shutdown(self) -> None:
         """Safe states first, then the offline status, then everything else."""
         self._stopping = True
@@ -298,6 +300,8 @@ class Lane:
             self.log.exception("final_status_unavailable")
             final_status = None
         await self.mqtt.stop(final_status=final_status, fallback_to_will=True)
+        for sender in self.live_senders.values():
+            sender.close()
         for driver in self.drivers.values():
             await driver.stop()
         for task in self._tasks:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import random
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from typing import Any
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_ERR_SUCCESS, PUBLISH
 
 from laned.config import LaneConfig
 from laned.outbox import Outbox
@@ -80,25 +78,6 @@ def dumps(document: dict[str, Any]) -> bytes:
     return _ENCODER.encode(document).encode("utf-8")
 
 
-def publish_packet(topic: bytes, payload: bytes, *, v5: bool = False) -> bytes:
-    """One MQTT PUBLISH packet at QoS 0, not retained: the fixed header 0x30 and the remaining
-    length (MQTT 3.1.1 §2.2.3: 7 bits a byte, low first, high bit = more), the UTF-8 topic with
-    its 16-bit length, and the payload (no packet identifier at QoS 0, §3.3.2). MQTT 5 adds the
-    property length, 0 here (§3.3.2.3)."""
-    remaining = 2 + len(topic) + len(payload) + v5
-    head = bytearray(b"\x30")
-    while remaining > 0x7F:
-        head.append(remaining & 0x7F | 0x80)
-        remaining >>= 7
-    head.append(remaining)
-    head += len(topic).to_bytes(2, "big")
-    head += topic
-    if v5:
-        head.append(0)
-    head += payload
-    return bytes(head)
-
-
 def connect_failure_fields(config: LaneConfig, exc: Exception, host: str | None = None) -> dict[str, str]:
     """What a technician needs beside the library's words when the connection cannot be made:
     which files are in play, and which of them (or the broker's certificate) the error points at."""
@@ -126,52 +105,6 @@ def connect_failure_fields(config: LaneConfig, exc: Exception, host: str | None 
     return fields
 
 
-def _direct_paho(client: aiomqtt.Client) -> Any:
-    """aiomqtt 2.x's paho client, if it has what `_send_live` uses; else None (the queued path).
-
-    aiomqtt adds the socket's writer later (call_soon_threadsafe) but removes it at once. Once
-    `_send_live` writes packets itself, a removal could then overtake a queued add and leave a
-    writer on a socket with nothing to write, run on every turn of the loop: a core at 100 % for
-    the rest of the connection. So the removal is queued too, behind any add: the writer always
-    ends as paho's last word left it."""
-    paho = getattr(client, "_client", None)
-    needed = ("publish", "want_write", "user_data_get", "socket")
-    if paho is None or not all(callable(getattr(paho, n, None)) for n in needed):
-        return None
-    if not all(hasattr(paho, n) for n in ("on_socket_register_write", "on_socket_unregister_write")):
-        return None
-    loop = asyncio.get_running_loop()
-
-    def unregister_write(client: Any, _userdata: Any, sock: Any) -> None:
-        if client.socket() is None:  # paho is closing the socket: remove now, as aiomqtt does
-            loop.remove_writer(sock.fileno())
-        else:
-            loop.call_soon_threadsafe(loop.remove_writer, sock.fileno())
-
-    paho.on_socket_unregister_write = unregister_write
-    return paho
-
-
-def _plain_socket(paho: Any) -> socket.socket | None:
-    """paho's socket if live messages may be written to it directly: plain TCP only (not TLS,
-    whose records paho's SSL object must write, nor a websocket)."""
-    sock = paho.socket()
-    if not callable(getattr(paho, "_packet_queue", None)):
-        return None
-    if type(sock) is socket.socket and sock.type == socket.SOCK_STREAM:
-        return sock
-    return None
-
-
-def _queue_rest(paho: Any, rest: bytes) -> None:
-    """The unsent end of a packet the socket took only part of, put in front of anything paho
-    writes next (its out-queue is empty: `_send_live` checked), then written by paho as the socket
-    allows. paho 2.x's own queueing, `_packet_queue`, is private; it is asked for QoS 1 so that
-    the end of a QoS-0 packet does not fire paho's publish callback for a message it never
-    knew (a QoS-0 completion would also dereference a message-info that does not exist)."""
-    paho._packet_queue(PUBLISH, rest, 0, 1)
-
-
 class MqttLink:
     """One connection to the station's broker, kept up for the daemon's whole life."""
 
@@ -194,10 +127,6 @@ class MqttLink:
         self._on_message = on_message
         self._subscriptions = subscriptions or []
         self._client: aiomqtt.Client | None = None
-        self._paho: Any = None  # the connected client's paho client, for _send_live
-        self._live_socket: socket.socket | None = None  # its socket, when _send_live may write to it
-        self._v5 = config.mqtt.protocol == "5"
-        self._topic_bytes: dict[str, bytes] = {}
         self._connected = asyncio.Event()
         self._outbox_wakeup = asyncio.Event()
         self._status: bytes | None = None
@@ -239,61 +168,14 @@ class MqttLink:
         self._status_dirty.set()
 
     def publish_live(self, device: str, document: dict[str, Any]) -> None:
-        """QoS 0, not retained, dropped while offline or when the queue is full.
-
-        Written to the socket at once through paho (`_send_live`) when the client allows it,
-        else queued for `_live_pump`."""
+        """QoS 0, not retained: dropped while offline; when the queue is full its oldest message
+        makes room (a newer reading is worth more to a screen)."""
         if not self._connected.is_set():
             return
-        topic, payload = self.topics.live(device), dumps(document)
-        if self._paho is not None:
-            self._send_live(self._paho, topic, payload)
-            return
-        try:
-            self._live.put_nowait((topic, payload))
-        except asyncio.QueueFull:
+        if self._live.full():
+            self._live.get_nowait()
             self.live_dropped += 1
-
-    def _send_live(self, paho: Any, topic: str, payload: bytes) -> None:
-        """One QoS-0 publish written to the socket now, in the caller's turn.
-
-        On a plain TCP connection with nothing of paho's waiting to go out, the PUBLISH packet is
-        written to the socket here: paho's own publish costs a message object, a lock, a
-        Condition, and for its on_publish callback a ReasonCode and a Properties: most of what a
-        live message cost in Python, a third of the lane's (docs/performance.md). Bypassing paho
-        leaves its keep-alive clock unfed: it pings once a keep-alive period. A socket that takes
-        nothing (the broker stopped reading) drops the message, as QoS 0 may; one that takes
-        part of it gets the rest queued in paho before anything else (`_queue_rest`), so the
-        stream stays whole. Otherwise (TLS, or paho has bytes waiting) it goes through paho."""
-        sock = self._live_socket
-        if sock is not None and not paho.want_write():
-            topic_bytes = self._topic_bytes.get(topic)
-            if topic_bytes is None:
-                topic_bytes = self._topic_bytes[topic] = topic.encode("utf-8")
-            packet = publish_packet(topic_bytes, payload, v5=self._v5)
-            try:
-                sent = sock.send(packet)
-            except OSError:  # full (BlockingIOError) or broken: reconnecting is run()'s job, through paho
-                self.live_dropped += 1
-                return
-            if sent < len(packet):
-                _queue_rest(paho, packet[sent:])
-            return
-        register = paho.on_socket_register_write
-        paho.on_socket_register_write = None
-        try:
-            rc = paho.publish(topic, payload, 0).rc
-        except Exception as exc:  # a broken socket: reconnecting is run()'s job
-            rc = exc
-        finally:
-            paho.on_socket_register_write = register
-        if rc != MQTT_ERR_SUCCESS:
-            self.live_dropped += 1
-        elif paho.want_write() and register is not None and paho.socket() is not None:
-            # paho marked the socket registered while the callback was away: register it for real
-            # (unless its own write just sent a queued DISCONNECT and closed the socket: the link is
-            # going down, and this QoS-0 message with it)
-            register(paho, paho.user_data_get(), paho.socket())
+        self._live.put_nowait((self.topics.live(device), dumps(document)))
 
     def enqueue(self, topic: str, document: dict[str, Any], *, kind: str, retain: bool = False) -> int:
         """Write a QoS-1 message to the outbox; the publisher sends it when it can."""
@@ -363,8 +245,6 @@ class MqttLink:
                     # the outbox keeps a window of QoS-1 publishes in flight: not a warning each time
                     client.pending_calls_threshold = max(client.pending_calls_threshold, 2 * OUTBOX_WINDOW)
                     self._client = client
-                    self._paho = _direct_paho(client)
-                    self._live_socket = _plain_socket(self._paho) if self._paho is not None else None
                     attempt = 0
                     self.connects += 1
                     for topic in self._subscriptions:
@@ -404,8 +284,6 @@ class MqttLink:
             finally:
                 self._connected.clear()
                 self._client = None
-                self._paho = None
-                self._live_socket = None
                 self._drain_live()
             if self._stopping:
                 break
@@ -522,25 +400,13 @@ class MqttLink:
                     await asyncio.gather(*sends, return_exceptions=True)
 
     async def _live_pump(self, client: aiomqtt.Client) -> None:
-        """Send live readings as they come, every one queued meanwhile in the same turn.
-
-        QoS 0 has nothing to confirm, yet aiomqtt's `publish()` waits for paho's on_publish
-        through a task per message; at 80 readings a second that wait was half the cost of a
-        live reading (docs/performance.md). So the readings go to paho's own `publish()`,
-        which queues the packet and has aiomqtt's socket callbacks write it."""
-        paho = getattr(client, "_client", None)  # aiomqtt 2.x keeps its paho client here
-        if not callable(getattr(paho, "publish", None)):
-            paho = None
+        """Send live messages in the order they were queued, through aiomqtt's own publish."""
         while True:
             topic, payload = await self._live.get()
-            while True:
-                if paho is None:
-                    await client.publish(topic, payload, qos=0)
-                elif paho.publish(topic, payload, 0).rc != MQTT_ERR_SUCCESS:
-                    self.live_dropped += 1  # the connection is going; reconnecting is run()'s job
-                if self._live.empty():
-                    break
-                topic, payload = self._live.get_nowait()
+            try:
+                await client.publish(topic, payload, qos=0)
+            except aiomqtt.MqttCodeError:  # the connection is going; reconnecting is run()'s job
+                self.live_dropped += 1
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -58,12 +58,16 @@ Direction = Literal["to_lane", "from_lane"]
 
 
 class LiveReading(BaseModel):
-    """`…/live/{device}`, QoS 0, not retained: one reading of one device, for monitoring screens.
+    """`…/live/{device}`, QoS 0, not retained: the readings of one device since its last message,
+    for monitoring screens (at most `live_hz` messages a second, 10 by default).
 
     `schema` is "live-<kind>/1" with the device kind (live-gas-analyzer/1, live-opacimeter/1,
-    live-brake-tester/1); beside the fields below each kind carries its reading's own fields,
-    with their units in their names (hc_ppm, co_pct, k_m1, left_force_n, …). Readings are
-    dropped while the broker is away: they are for watching, never for records."""
+    live-brake-tester/1); beside the fields below each kind carries its newest reading's own
+    fields, with their units in their names (hc_ppm, co_pct, k_m1, left_force_n, …), and
+    `readings` lists every reading the message gathers. Curve samples (the brake tester's
+    `first_sample_index`, `left_force_dan`, `right_force_dan`) are at the top level only, all of
+    the message's, each once. Readings are dropped while the broker is away: they are for
+    watching, never for records."""
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -71,6 +75,11 @@ class LiveReading(BaseModel):
     device: str = Field(description="the device's configured name, as in the topic")
     lane_time: float = Field(description="lane clock, Unix time (s): when the lane received the reading")
     reading: str = Field(description="the kind of reading, e.g. MainReading, RealtimeReading, TesterSnapshot")
+    readings: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="every reading since the device's last message, oldest first, the newest (the top level's) "
+        "last: each its `lane_time`, `reading` and its own fields (curve samples only at the top level)",
+    )
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ async def measure_lanes(workdir: Path, broker: Broker, params: LaneParams) -> di
 
 async def _floor(workdir: Path, broker: Broker, params: LaneParams) -> dict[str, Any]:
     """The floor process on a lane's simulators: its CPU over windows as long as the N-lane ones
-    (it has no start-up to wait out), and its message rate (it must do the lane's work: 40
+    (it has no start-up to wait out), and its message rate (it must do the lane's work: 30
     messages a second)."""
     lane = BenchLane("F1", workdir / "F1", ("gas-analyzer", "opacimeter", "brake-tester"), LaneRates())
     floor: Child | None = None

@@ -6,7 +6,8 @@ The same requests and messages as a `laned run` lane at the bench's nominal rate
 simulators and broker: on one 50 ms grid, READ_MAIN to the gas analyzer every other tick and
 REALTIME to the opacimeter every tick (each reply read at the next tick, as laned does), the brake
 tester's curve ring followed at 10 Hz over Modbus TCP (a block read of the samples since the last
-poll, then a snapshot), and one QoS-0 message a reading to `{root}/live/{device}`. No driver, no
+poll, then a snapshot), and to `{root}/live/{device}` ten QoS-0 messages a second a device, each
+with the readings since the last (the opacimeter's two). No driver, no
 health, no validation, no reconnecting: raw sockets, struct and json on one asyncio loop. What
 this process costs is what the machine charges for the I/O alone (its wake-ups and system calls)
 plus the least interpreter work that can carry it; figure 4 is compared against it
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import signal
@@ -31,7 +33,6 @@ import termios
 import time
 import tty
 
-from laned.mqtt import publish_packet
 from protocols import brake_tester as bt
 from protocols import gas_analyzer as ga
 from protocols import opacimeter as op
@@ -40,13 +41,30 @@ TICK_S = 0.05
 SNAPSHOT = (bt.SNAPSHOT_ADDRESS, bt.SNAPSHOT_COUNT)  # input registers 0..15
 
 
-def _open_port(path: str) -> int:
+def publish_packet(topic: bytes, payload: bytes) -> bytes:
+    """One MQTT PUBLISH packet at QoS 0, not retained: the fixed header 0x30 and the remaining
+    length (MQTT 3.1.1 §2.2.3: 7 bits a byte, low first, high bit = more), the UTF-8 topic with
+    its 16-bit length, and the payload (no packet identifier at QoS 0, §3.3.2)."""
+    remaining = 2 + len(topic) + len(payload)
+    head = bytearray(b"\x30")
+    while remaining > 0x7F:
+        head.append(remaining & 0x7F | 0x80)
+        remaining >>= 7
+    head.append(remaining)
+    head += len(topic).to_bytes(2, "big")
+    head += topic
+    head += payload
+    return bytes(head)
+
+
+def _open_port(path: str) -> io.FileIO:
+    """The pty in raw mode at 9600 baud, non-blocking: `read` gives None when there is nothing."""
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     tty.setraw(fd)
     attrs = termios.tcgetattr(fd)
     attrs[4] = attrs[5] = termios.B9600
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    return fd
+    return io.FileIO(fd, "r+b")
 
 
 def _connect_mqtt(host: str, port: int, client_id: bytes) -> socket.socket:
@@ -82,10 +100,12 @@ class FloorLane:
         self.newest: int | None = None
         self.ring = b""
         self.n = 0
+        self.opac_readings: list[dict[str, object]] = []
         self.t0 = time.monotonic()
         self.loop.call_at(self.t0 + self.tick_s, self._tick)
 
-    def _publish(self, device: str, document: dict[str, object]) -> None:
+    def _publish(self, device: str, document: dict[str, object], *earlier: dict[str, object]) -> None:
+        document = {**document, "readings": [*earlier, document]}
         packet = publish_packet(self.topics[device], json.dumps(document, separators=(",", ":")).encode())
         try:
             self.mqtt.send(packet)
@@ -123,11 +143,8 @@ class FloorLane:
                                        "right_force_n": registers[2] << 16 | registers[3],
                                        "left_force_dan": pairs[0::2], "right_force_dan": pairs[1::2]})
 
-    def _read(self, fd: int) -> bytes:
-        try:
-            return os.read(fd, 256)
-        except BlockingIOError:
-            return b""
+    def _read(self, port: io.FileIO) -> bytes:
+        return port.read(256) or b""
 
     def _tick(self) -> None:
         self.n += 1
@@ -140,9 +157,12 @@ class FloorLane:
         reply = self._read(self.opac)
         if len(reply) >= 12:
             n, k, rpm, oil, seq = struct.unpack(">5H", reply[1:11])
-            self._publish("opacimeter", {"lane_time": time.time(), "opacity_pct": n / 10, "k_m1": k / 100,
-                                         "rpm": rpm, "oil_temp_k": oil, "seq": seq})
-        os.write(self.opac, self.opac_request)
+            self.opac_readings.append({"lane_time": time.time(), "opacity_pct": n / 10, "k_m1": k / 100,
+                                       "rpm": rpm, "oil_temp_k": oil, "seq": seq})
+        if self.n % 2 == 0 and self.opac_readings:
+            self._publish("opacimeter", self.opac_readings[-1], *self.opac_readings[:-1])
+            self.opac_readings.clear()
+        self.opac.write(self.opac_request)
         if self.n % 2 == 0:
             reply = self._read(self.gas)
             if len(reply) >= 20:
@@ -151,7 +171,7 @@ class FloorLane:
                                                "co2_pct": values[2] / 100, "o2_pct": values[3] / 100,
                                                "no_ppm": values[4], "rpm": values[5], "oil_temp_c": values[6] / 10,
                                                "lambda_value": values[7] / 1000})
-            os.write(self.gas, self.gas_request)
+            self.gas.write(self.gas_request)
         elif self.step == "idle":
             if self.newest is None:
                 self.step = "snapshot"

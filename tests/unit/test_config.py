@@ -335,3 +335,38 @@ def test_a_bad_broker_list_is_refused_naming_the_entry(tmp_path: Path, mqtt: str
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, GOOD.replace('host = "broker.local"\nport = 8883', mqtt)))
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("port", ["socket://192.0.2.20:4001", "rfc2217://serial-box.local:2217"])
+def test_check_config_accepts_a_serial_device_server_on_the_network(tmp_path: Path, port: str) -> None:
+    good = write(tmp_path, GOOD.replace('port = "/dev/ttyUSB0"', f'port = "{port}"'))
+    run = subprocess.run(
+        [sys.executable, "-m", "laned.cli", "check-config", str(good)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    assert load_config(good, environ={}).devices["gas-analyzer"].transport.port == port
+
+
+@pytest.mark.parametrize(("port", "says"), [
+    ("tcp://192.0.2.20:4001", "'tcp' ports are not supported"),
+    ("socket://192.0.2.20", "write a network serial port as socket://HOST:PORT"),
+    ("socket://192.0.2.20:99999", "write a network serial port as socket://HOST:PORT"),
+    ("rfc2217://:2217", "write a network serial port as rfc2217://HOST:PORT"),
+])
+def test_a_network_port_of_the_wrong_form_is_named_with_its_key(tmp_path: Path, port: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD.replace('port = "/dev/ttyUSB0"', f'port = "{port}"')), environ={})
+    [problem] = err.value.problems
+    assert problem.startswith("devices.gas-analyzer.transport.port: ") and says in problem and port in problem
+
+
+def test_live_hz_is_at_most_the_poll_rate(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), environ={})
+    assert config.devices["gas-analyzer"].live_interval_s == pytest.approx(0.1)  # 10 Hz: the default
+    slow = GOOD.replace('transport = { type = "serial", port = "/dev/ttyUSB0" }',
+                        'transport = { type = "serial", port = "/dev/ttyUSB0" }\npoll_hz = 5')
+    assert load_config(write(tmp_path, slow), environ={}).devices["gas-analyzer"].live_interval_s == pytest.approx(0.2)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, slow.replace("poll_hz = 5", "poll_hz = 5\nlive_hz = 8")), environ={})
+    [problem] = err.value.problems
+    assert problem.startswith("devices.gas-analyzer: ") and "live_hz = 8 is above poll_hz = 5" in problem

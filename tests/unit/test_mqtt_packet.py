@@ -1,20 +1,17 @@
-"""The PUBLISH packet live messages are written as (laned/mqtt.py `publish_packet`): bytes from
-MQTT 3.1.1 §3.3 and §2.2.3 (remaining length, with the examples of its table 2.4) and MQTT 5 §3.3."""
+"""The PUBLISH packet the bench's floor lane writes its live messages as (laned/bench/floor_lane.py
+`publish_packet`): bytes from MQTT 3.1.1 §3.3 and §2.2.3 (remaining length, with the examples of
+its table 2.4)."""
 
 from __future__ import annotations
 
 import pytest
 
-from laned.mqtt import publish_packet
+from laned.bench.floor_lane import publish_packet
 
 
 def test_a_small_publish_is_header_length_topic_and_payload() -> None:
     # 0x30: PUBLISH, QoS 0, no DUP, no RETAIN; remaining length 2 + 3 + 2 = 7; topic "a/b"; "hi"
     assert publish_packet(b"a/b", b"hi") == bytes.fromhex("30 07 0003 612f62 6869")
-
-
-def test_mqtt5_adds_an_empty_property_length_after_the_topic() -> None:
-    assert publish_packet(b"a/b", b"hi", v5=True) == bytes.fromhex("30 08 0003 612f62 00 6869")
 
 
 @pytest.mark.parametrize(("remaining", "encoded"), [
