@@ -45,6 +45,8 @@ from protocols.messages import (
 if TYPE_CHECKING:
     from laned.daemon import Lane
 
+#: every JPEG begins with SOI (FF D8) and the next marker's FF
+JPEG_START = b"\xff\xd8\xff"
 #: how often a running brake test checks that the broker is still there
 BROKER_WATCH_S = 0.1
 
@@ -340,6 +342,8 @@ class InspectionRunner:
                     type="warning", text="PDA capture refused: no usable capture_id, so no ack can be sent",
                     data={"topic": topic, "bytes": len(payload)},
                 )
+        elif len(rest) == 3 and rest[0] == "photo" and not payload.startswith(JPEG_START):
+            acks = self._refuse_photo(rest[1], rest[2], payload)
         elif len(rest) == 3 and rest[0] == "photo":
             acks = self.assembler.on_photo(rest[1], rest[2], payload, received_at)
         elif rest and rest[0] == "ack":
@@ -362,6 +366,18 @@ class InspectionRunner:
                 data={"capture_id": completed.capture_id, "pda_clock_offset_s": completed.pda_clock_offset_s},
             )
             self._capture_done.set()
+
+    def _refuse_photo(self, capture_id: str, photo: str, payload: bytes) -> list[Any]:
+        """A photo that is not a JPEG is not taken, whatever its hash: the technician is told, and
+        the PDA gets its capture's current ack (the photo still missing) if the capture is known."""
+        log.warning("pda_photo_rejected", capture_id=capture_id[:64], photo=photo[:64], reason="not a JPEG",
+                    found_start=payload[:4].hex())
+        self.lane.publish_event_model(
+            type="warning", text=f"PDA photo {photo[:64]} of capture {capture_id[:64]} refused: not a JPEG",
+            data={"capture_id": capture_id[:64], "photo": photo[:64], "bytes": len(payload)},
+        )
+        ack = self.assembler.current_ack(capture_id)
+        return [ack] if ack is not None else []
 
     # ----- running ------------------------------------------------------------------------
 

@@ -159,10 +159,12 @@ def with_items(**items: Any) -> dict[str, Any]:
 
 
 BOUNDS = [
-    pytest.param(vehicle(plate="鲁N12345678"), ["vehicle.plate: String should have at most 8 characters"], id="plate-long"),
+    pytest.param(vehicle(plate="鲁N12345678"), ["vehicle.plate: String should have at most 8 characters"],
+                 id="plate-long"),
     pytest.param(vehicle(plate="XN12345"), ["vehicle.plate: String should match pattern "
                                             "'^[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼]"
-                                            "[A-HJ-NP-Z][A-HJ-NP-Z0-9]{4,5}[A-HJ-NP-Z0-9挂学警港澳]$'"], id="plate-pattern"),
+                                            "[A-HJ-NP-Z][A-HJ-NP-Z0-9]{4,5}[A-HJ-NP-Z0-9挂学警港澳]$'"],
+                 id="plate-pattern"),
     pytest.param(vehicle(plate=12345), ["vehicle.plate: Input should be a valid string"], id="plate-number"),
     pytest.param(vehicle(vin="LSVAU2182N218329"), ["vehicle.vin: String should have at least 17 characters"],
                  id="vin-16"),
