@@ -54,7 +54,7 @@ class FirstReply:
 class RequestLog:
     """request_id → the first reply's topic and bytes, kept `keep_days` days."""
 
-    def __init__(self, path: str | Path, *, keep_days: float = 7.0, max_entries: int = 200_000) -> None:
+    def __init__(self, path: str | Path, *, keep_days: float = 7.0, max_entries: int = 50_000) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.keep_s = keep_days * DAY_S
