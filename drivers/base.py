@@ -14,6 +14,15 @@ backoff with jitter, health state (`connecting`, `connected`, `degraded`,
 the safe state (`safe_stop()`) that runs before anything else when the daemon
 stops or a procedure fails. A device is marked `connected` only after a good
 read, never on merely opening a port.
+
+Safe state on connect: after every good `_hello()` (the first connect and every
+reconnect) and before the device is shown connected, a driver whose device has a
+dangerous state (`safe_state_action` set: rollers, pump) is put in its safe state,
+unless one of our own procedures has it `claim()`ed. A daemon killed mid-test left
+the rollers turning; the next daemon's first contact stops them. A procedure that
+owns the device when its link drops and comes back is not interrupted by this: it
+sees the error itself, and stops the device when it fails. A safe state that fails
+fails the connect: the device is not offered to anyone until its safe state holds.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +44,9 @@ import structlog
 from drivers.errors import DeviceError, DeviceStale, DeviceTimeout, DeviceUnavailable
 
 log = structlog.get_logger("drivers")
+
+#: the longest a safe state may take (on connect, on stop) before it counts as failed
+SAFE_STATE_TIMEOUT_S = 2.0
 
 R = TypeVar("R")
 
@@ -165,6 +177,9 @@ class Driver(ABC):
     """Base of every device driver. See the module docstring for what a subclass adds."""
 
     kind: ClassVar[str] = "device"
+    #: what `_safe_state()` does, for the log ("MOTORS = 0, LIFT = 1"); None for a device with
+    #: no dangerous state, which is then left alone on connect
+    safe_state_action: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -188,6 +203,8 @@ class Driver(ABC):
         self._pause_waiter: asyncio.Future[None] | None = None
         self._open_now = False
         self._connected = asyncio.Event()
+        self._claims = 0
+        self._greeting = False  # between opening and the safe state: good reads do not yet make it connected
         self.log = log.bind(device=name, kind=self.kind, port=port)
 
     # ----- what a subclass implements ------------------------------------------
@@ -244,7 +261,8 @@ class Driver(ABC):
         """Record a good exchange: the device answers correctly."""
         self.health.consecutive_errors = 0
         self.health.last_good_read = time.time()
-        self._set_state(HealthState.CONNECTED)
+        if not self._greeting:  # during the hello and the safe state the device is still connecting
+            self._set_state(HealthState.CONNECTED)
 
     def bad_read(self, error: DeviceError) -> None:
         """Record a failed exchange; enough of them in a row mean the link is gone."""
@@ -269,6 +287,24 @@ class Driver(ABC):
                 f"not connected after {timeout_s:g} s (last error: {self.health.last_error})",
                 port=self.port,
             ) from None
+
+    # ----- ownership --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Held while one of our own procedures (an inspection item, the daily checks) works the
+        device: a reconnect meanwhile leaves the device as the procedure set it (the procedure owns
+        it, sees the error and stops the device itself when it fails). Claims nest."""
+        self._claims += 1
+        try:
+            yield
+        finally:
+            self._claims -= 1
+
+    @property
+    def claimed(self) -> bool:
+        """Whether a procedure of ours is working the device now (see `claim()`)."""
+        return self._claims > 0
 
     # ----- requests -------------------------------------------------------------
 
@@ -298,7 +334,12 @@ class Driver(ABC):
             try:
                 await self._open()
                 self._open_now = True
-                await self._hello()
+                self._greeting = True
+                try:
+                    await self._hello()
+                    await self._safe_state_on_connect()
+                finally:
+                    self._greeting = False
                 self.good_read()
                 attempt = 0
                 await self._poll_loop()
@@ -323,6 +364,28 @@ class Driver(ABC):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
         self._set_state(HealthState.STOPPED)
+
+    async def _safe_state_on_connect(self) -> None:
+        """The device's safe state after a good hello, unless a procedure of ours owns it; logged
+        either way (`safe_state_on_connect`). A failure is logged (`safe_state_failed`) and raised
+        as a DeviceError: the connect fails and is retried after the backoff, so the device is
+        never shown connected with its rollers or pump left running."""
+        action = self.safe_state_action
+        if action is None:
+            return
+        if self.claimed:
+            self.log.info("safe_state_on_connect", done=False, action=action,
+                          reason="a procedure of ours is running on the device: it owns its state")
+            return
+        try:
+            async with asyncio.timeout(SAFE_STATE_TIMEOUT_S), self._line:
+                await self._safe_state()
+        except (DeviceError, TimeoutError) as exc:
+            error = str(exc) or f"no confirmation within {SAFE_STATE_TIMEOUT_S:g} s"
+            self.log.error("safe_state_failed", on="connect", action=action, error=error)
+            raise DeviceUnavailable(self.name, f"safe state on connect ({action}) failed: {error}",
+                                    port=self.port) from None
+        self.log.info("safe_state_on_connect", done=True, action=action)
 
     async def _poll_loop(self) -> None:
         interval = self.poll_interval_s
@@ -367,7 +430,7 @@ class Driver(ABC):
         if not self._open_now:
             return
         try:
-            async with asyncio.timeout(2.0):
+            async with asyncio.timeout(SAFE_STATE_TIMEOUT_S):
                 async with self._line:
                     await self._safe_state()
         except Exception as exc:

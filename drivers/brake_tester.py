@@ -14,8 +14,12 @@ SAMPLE_INDEX read taken after it, every sample delivered once in order with
 its index, and every gap counted and logged, never silent.
 
 Safety: `emergency_stop()` writes MOTORS = 0 ahead of every request not yet on
-the line and never raises; `safe_stop()` (daemon shutdown, failed procedure) does
-the same through `_safe_state`.
+the line and never raises. The safe state (`_safe_state`: on every (re)connect
+unless a procedure of ours owns the tester, on daemon shutdown, after a failed
+procedure) is MOTORS = 0, confirmed by its own echo, then LIFT = 1: the lift up is
+the tester at rest (the vehicle can drive off, and MOTORS = 1 is refused while the
+lift is up). LIFT is written only once the motors are confirmed stopped: the tester
+refuses it with 06 while they run.
 
 This module is over 400 lines because the capture belongs with the requests it
 makes; it has no other reason to grow.
@@ -117,6 +121,7 @@ def _cannot_follow(cursor: bt.CurveCursor, snapshot: bt.TesterSnapshot) -> str |
 
 class BrakeTesterDriver(Driver):
     kind = "brake_tester"
+    safe_state_action = "MOTORS = 0 (rollers stopped), LIFT = 1 (lift up)"
 
     def __init__(
         self,
@@ -281,8 +286,9 @@ class BrakeTesterDriver(Driver):
         return followed
 
     async def _safe_state(self) -> None:
-        if not await self._stop_motors_now(attempts=2):  # safe_stop logs it: the rollers may still run
+        if not await self._stop_motors_now(attempts=2):  # the caller logs it: the rollers may still run
             raise DeviceError(self.name, "MOTORS = 0 not confirmed by the tester", port=self.port)
+        await self._raise_lift_now()
 
     def _check_stale(self, index: int) -> None:
         now = time.monotonic()
@@ -498,6 +504,21 @@ class BrakeTesterDriver(Driver):
             # RTU has no transaction id: another request's late reply (one cancelled on the wire)
             # is not a confirmation; the next attempt's reply may be this write's own echo
         return False
+
+    async def _raise_lift_now(self) -> None:
+        """LIFT = 1 straight on the line (the caller holds it, the motors are stopped); DeviceError
+        unless the tester echoes the write (a refusal is a DeviceRefused naming the exception)."""
+        unit, lift = self.link.unit_id, int(bt.Coil.LIFT)
+
+        def echoed(r: ModbusPDU) -> None:
+            bits = list(getattr(r, "bits", [])[:1])
+            if r.function_code != 5 or getattr(r, "address", None) != lift or bits != [True]:
+                raise ProtocolError(f"not the echo of LIFT = 1: {r}")
+
+        result = await self._once(f"write LIFT = 1 (FC05 coil {lift})",
+                                  lambda c: c.write_coil(lift, True, device_id=unit), echoed)
+        if isinstance(result, DeviceRefused):
+            raise result
 
     async def emergency_stop(self, *, attempts: int = 3, timeout_s: float = 2.0) -> bool:
         """Stop the rollers: MOTORS = 0 as the next request on the line (only a request already on the

@@ -5,6 +5,9 @@ the manual's 300 ms, and is repeated once where the command is safe to repeat
 (reads, PUMP_*, and a process command whose own process is already running:
 the analyzer ACKs a repeat without restarting). A frozen SEQ over one second
 of good replies means frozen firmware: the link is dropped and reopened.
+
+Safe state: the pump stopped (PUMP_STOP), on every (re)connect unless a procedure of
+ours owns the analyzer, and on stop or a failed procedure (drivers/base.py).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ REPLY_NAMES = {
 
 class GasAnalyzerDriver(Driver):
     kind = "gas_analyzer"
+    safe_state_action = "PUMP_STOP (pump off)"
 
     def __init__(
         self,

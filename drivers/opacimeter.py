@@ -13,6 +13,10 @@ zeroing, it reads STATUS instead, so a warming meter is a connected meter that
 is not ready yet (`meter_state`), not a failing link. A SEQ that stays the same
 over one second of good replies means frozen firmware: DeviceStale, and the
 link is dropped and reopened.
+
+No safe state: the OP-1 has nothing the lane switches on and could leave running (no
+pump, no motor; its commands read, zero and clear the peak), so it is left alone on
+connect and on stop (`safe_state_action` stays None).
 """
 
 from __future__ import annotations

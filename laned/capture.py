@@ -32,7 +32,9 @@ from typing import Literal, Protocol
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from laned.capture_journal import CaptureJournal, JournalCapture, JournalPhoto
 from laned.errors import ConfigError
+from laned.private_files import private_dir
 from protocols.datafiles import CONFIG_DIR
 from protocols.pda import (
     CHECK_ITEMS,
@@ -186,7 +188,8 @@ class PhotoStore:
             raise ValueError(f"photo bytes do not hash to {sha256}")
         if path.is_file():
             return str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        private_dir(path.parent)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -261,18 +264,26 @@ class _Capture:
     received_at: datetime
     state: Literal["open", "complete"] = "open"
     photos: dict[str, StoredPhoto] = field(default_factory=dict)
+    payload: bytes = b""  # the document as received, kept in the journal
 
     def missing(self) -> list[str]:
         return [p.photo for p in self.document.photos if p.photo not in self.photos]
 
-    def ack(self) -> PdaAck:
+    def ack(self, errors: list[FieldError] | None = None) -> PdaAck:
         missing = self.missing()
         return PdaAck(
             capture_id=self.document.capture_id,
             accepted=True,
             complete=not missing,
             missing_photos=missing,
+            errors=errors or [],
         )
+
+    def to_journal(self) -> JournalCapture:
+        return JournalCapture(payload=self.payload, received_at=self.received_at, photos=tuple(
+            JournalPhoto(photo=p.photo, sha256=p.sha256, path=p.path, size_bytes=p.size_bytes,
+                         taken_at=p.taken_at, received_at=p.received_at)
+            for p in self.photos.values()))
 
 
 @dataclass(frozen=True)
@@ -308,9 +319,11 @@ class CaptureAssembler:
         max_held_photos: int = 200,
         max_held_bytes: int = 64 * 1024 * 1024,
         max_remembered_refusals: int = 256,
+        journal: CaptureJournal | None = None,
     ) -> None:
         self._requirements = requirements
         self._store = store
+        self._journal = journal
         self._inspection = inspection
         self._max_held_photos = max_held_photos
         self._max_held_bytes = max_held_bytes
@@ -339,12 +352,54 @@ class CaptureAssembler:
         self._inspection = inspection
         self._captures.clear()
         self._completed = None
+        if self._journal is not None:
+            self._journal.forget(keep=inspection.inspection_no)
         log.info("capture_waiting", inspection_no=inspection.inspection_no)
 
-    def end(self) -> None:
+    def end(self, *, keep_journal: bool = False) -> None:
+        """The inspection is over on this lane. `keep_journal`: it is only interrupted (the lane
+        stops with it unpublished), so what the PDA sent stays on disk for the restart."""
         self._inspection = None
         self._captures.clear()
         self._completed = None
+        if self._journal is not None and not keep_journal:
+            self._journal.forget()
+
+    def restore(self) -> list[PdaAck]:
+        """After a restart: the running inspection's captures as the journal kept them (document
+        and verified photos), and the acks to publish at once: what each still misses, so the PDA
+        sends only that, or complete if nothing is missing."""
+        inspection = self._inspection
+        if self._journal is None or inspection is None:
+            return []
+        for saved in self._journal.load(inspection.inspection_no):
+            parsed = parse_capture(saved.payload)
+            if not isinstance(parsed, CaptureDocument) or parsed.inspection_no != inspection.inspection_no:
+                log.error("pda_capture_not_restored", inspection_no=inspection.inspection_no,
+                          reason="the saved document is not a capture of this inspection")
+                continue
+            capture = _Capture(document=parsed, digest=hashlib.sha256(saved.payload).hexdigest(),
+                               received_at=saved.received_at, payload=saved.payload)
+            for photo in saved.photos:
+                entry = parsed.photo(photo.photo)
+                if entry is None or entry.sha256 != photo.sha256 or not self._store.has(photo.sha256):
+                    continue  # not in the store any more: missing again, the PDA sends it again
+                capture.photos[photo.photo] = StoredPhoto(
+                    photo=photo.photo, sha256=photo.sha256, path=photo.path, size_bytes=photo.size_bytes,
+                    taken_at=photo.taken_at, received_at=photo.received_at)
+            self._captures[parsed.capture_id] = capture
+            log.warning("pda_capture_restored", capture_id=parsed.capture_id,
+                        inspection_no=inspection.inspection_no, missing_photos=capture.missing())
+        whole = next((c for c in self._captures.values() if not c.missing()), None)
+        if whole is not None:
+            return self._complete(whole, max((p.received_at for p in whole.photos.values()),
+                                             default=whole.received_at))
+        return [capture.ack() for capture in self._captures.values()]
+
+    def _persist(self) -> None:
+        if self._journal is not None and self._inspection is not None:
+            self._journal.save(self._inspection.inspection_no,
+                               [capture.to_journal() for capture in self._captures.values()])
 
     def current_ack(self, capture_id: str) -> PdaAck | None:
         capture = self._captures.get(capture_id)
@@ -375,7 +430,7 @@ class CaptureAssembler:
         errors = self._document_errors(doc)
         if errors:
             return [self._refuse(capture_id, digest, doc, errors)]
-        capture = _Capture(document=doc, digest=digest, received_at=received_at)
+        capture = _Capture(document=doc, digest=digest, received_at=received_at, payload=payload)
         self._captures[capture_id] = capture
         log.info("pda_capture_accepted", capture_id=capture_id, inspection_no=doc.inspection_no,
                  photos=len(doc.photos), clock_offset_s=(received_at - doc.captured_at).total_seconds())
@@ -390,6 +445,7 @@ class CaptureAssembler:
                         reason="not listed in the capture document")
         if not capture.missing():
             return self._complete(capture, received_at)
+        self._persist()
         return [capture.ack()]
 
     def _known(self, capture_id: str, digest: str, doc: CaptureDocument | None) -> PdaAck | None:
@@ -489,35 +545,42 @@ class CaptureAssembler:
         if capture.state == "complete" or photo_name in capture.photos:
             log.info("pda_photo_duplicate", capture_id=capture_id, photo=photo_name)
             return []
-        if not self._take_photo(capture, photo_name, payload, received_at):
-            return [capture.ack()] if capture.document.photo(photo_name) is not None else []
+        problem = self._take_photo(capture, photo_name, payload, received_at)
+        if problem is not None:  # the ack says which photo is still missing, and why
+            return [capture.ack([problem])] if capture.document.photo(photo_name) is not None else []
         if not capture.missing():
             return self._complete(capture, received_at)
+        self._persist()
         return []
 
     def _take_photo(self, capture: _Capture, name: str, payload: bytes,
-                    received_at: datetime) -> bool:
+                    received_at: datetime) -> FieldError | None:
+        """None when the photo is verified and stored; else what is wrong with it."""
         capture_id = capture.document.capture_id
         entry = capture.document.photo(name)
         if entry is None:
             log.warning("pda_photo_ignored", capture_id=capture_id, photo=name,
                         reason="not listed in the capture document")
-            return False
+            return FieldError(field="photos", error=f"photo {name!r} is not listed in the document")
+        where = f"photos.{capture.document.photos.index(entry)}"
         sha256 = hashlib.sha256(payload).hexdigest()
         if len(payload) != entry.size_bytes or sha256 != entry.sha256:
             log.warning("pda_photo_rejected", capture_id=capture_id, photo=name,
                         expected_bytes=entry.size_bytes, found_bytes=len(payload),
                         expected_sha256=entry.sha256, found_sha256=sha256)
-            return False
+            return FieldError(field=where, error=(
+                f"photo {name!r} arrived with {len(payload)} bytes and SHA-256 {sha256}, the document "
+                f"lists {entry.size_bytes} bytes and SHA-256 {entry.sha256}; send it again"))
         try:
             path = self._store.put(sha256, payload)
         except OSError as exc:
             log.error("pda_photo_store_failed", capture_id=capture_id, photo=name, error=str(exc))
-            return False
+            return FieldError(field=where, error=(
+                f"photo {name!r} could not be stored on the lane ({exc.strerror or exc}); send it again"))
         capture.photos[name] = StoredPhoto(photo=name, sha256=sha256, path=path,
                                            size_bytes=len(payload), taken_at=entry.taken_at,
                                            received_at=received_at)
-        return True
+        return None
 
     def _hold(self, capture_id: str, photo: str, payload: bytes, received_at: datetime) -> None:
         """Keep a photo whose document has not arrived, within the memory cap (oldest dropped)."""
@@ -556,4 +619,5 @@ class CaptureAssembler:
                     field="inspection_no", error=(
                         f"inspection {doc.inspection_no} already has a complete capture "
                         f"({doc.capture_id})"))]))
+        self._persist()
         return acks

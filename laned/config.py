@@ -10,6 +10,7 @@ Relative paths in the file are taken from the file's own folder.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from laned.daily_checks import DailyCheckSettings
 from laned.errors import ConfigError
+from laned.procedures import StandardTiming
 from laned.procedures.brake_items import BrakeSettings
 from laned.procedures.free_acceleration import FreeAccelerationSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
@@ -166,8 +168,20 @@ class LaneIdentity(_Strict):
         description="a command whose request_id came within this many days gets its first reply again "
         "and is not run again (state_dir/requests.sqlite3)",
     )
-    signing_key: SecretStr | None = Field(None, description="HMAC key for result signatures")
-    signing_key_file: Path | None = None
+    signing_algorithm: Literal["hmac-sha256", "ed25519"] = Field(
+        "hmac-sha256",
+        description="hmac-sha256: a key shared with the station; ed25519: a private key, the station and "
+        "the platform verify with its public key and cannot sign",
+    )
+    signing_key_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="the name stations know the key by, sent in every signature (default {station}-{lane})",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="the HMAC key's text, or the Ed25519 private key in PEM (better: signing_key_file)")
+    signing_key_file: Path | None = Field(
+        None, description="file holding the key (HMAC: its text; Ed25519: PEM private key); "
+        "default: generated once in state_dir")
 
     @field_validator("station", "lane")
     @classmethod
@@ -195,6 +209,16 @@ class InspectionSettings(_Strict):
     daily_checks: DailyCheckSettings = Field(
         default_factory=DailyCheckSettings, description="the gas analyzer's daily leak check and HC residue"
     )
+
+    def standard_timings(self) -> tuple[StandardTiming, ...]:
+        """Every setting the standard fixes a least value for, with its key path: `time_scale`
+        (the standard's procedures run at 1) and each procedure's own (its `standard_timings()`)."""
+        return (
+            StandardTiming("inspection.time_scale", float(self.time_scale), 1.0, ""),
+            *self.brake.standard_timings("inspection.brake."),
+            *self.two_speed_idle.standard_timings("inspection.two_speed_idle."),
+            *self.free_acceleration.standard_timings("inspection.free_acceleration."),
+        )
 
 
 class LaneConfig(_Strict):
@@ -275,9 +299,28 @@ def describe_errors(exc: ValidationError) -> list[str]:
         elif err["type"] == "missing":
             message = "required key is missing"
         found = err.get("input")
-        shown = "" if err["type"] in ("missing",) or isinstance(found, dict) else f" (found {found!r})"
+        if err["type"] == "missing" or isinstance(found, dict):
+            shown = ""
+        elif looks_secret(path.rsplit(".", 1)[-1]):
+            shown = " (value not shown: the key looks like a secret)"
+        else:
+            shown = f" (found {found!r})"
         lines.append(f"{path or '(top level)'}: {message}{shown}{checked_as}")
     return lines
+
+
+#: parts of key names that hold secrets; a key close to one of SECRET_NAMES (a misspelt
+#: `pasword`) counts too, since its value is most likely the secret it was meant to set
+SECRET_FRAGMENTS = ("pass", "pw", "secret", "token", "key", "cred", "auth", "private")
+SECRET_NAMES = ("password", "passphrase", "secret", "token", "signing_key", "credential")
+
+
+def looks_secret(name: str) -> bool:
+    """True for a key whose value must never be echoed (errors go to the journal)."""
+    lowered = name.lower()
+    if any(fragment in lowered for fragment in SECRET_FRAGMENTS):
+        return True
+    return bool(difflib.get_close_matches(lowered, SECRET_NAMES, n=1, cutoff=0.75))
 
 
 def _key_path(loc: tuple[int | str, ...]) -> tuple[str, str]:
@@ -335,7 +378,49 @@ def check_data_files(config: LaneConfig, source: str) -> None:
             load(directory)
         except ConfigError as exc:
             problems.extend(f"{key}: {exc.source}: {problem}" for problem in exc.problems)
+    if config.lane.signing_key is not None or (
+        config.lane.signing_key_file is not None and config.lane.signing_key_file.exists()
+    ):
+        from laned.results import load_signer
+
+        try:
+            load_signer(config.lane)
+        except OSError as exc:
+            problems.append(f"lane.signing_key_file: cannot read it: {exc.strerror or exc}")
+        except ConfigError as exc:
+            problems.extend(f"{exc.source}: {problem}" for problem in exc.problems)
     if problems:
+        raise ConfigError(source, problems)
+
+
+SIMULATION_FLAG = "--simulation"
+
+
+def shortened_timings(config: LaneConfig) -> list[StandardTiming]:
+    """The settings that would shorten a procedure below the standard's (empty: a production lane)."""
+    return [t for t in config.inspection.standard_timings() if t.shortened]
+
+
+def shortened_problems(config: LaneConfig) -> list[str]:
+    """One line per shortened setting: its key path, its value and the standard's."""
+
+    def shown(value: float, unit: str) -> str:
+        return f"{value:g} {unit}".strip()
+
+    return [
+        f"{t.key} = {shown(t.value, t.unit)}, below the standard's {shown(t.standard_min, t.unit)}: "
+        f"shortened procedures run only in a simulation (`{SIMULATION_FLAG}`), whose results say so"
+        for t in shortened_timings(config)
+    ]
+
+
+def require_standard_timings(config: LaneConfig, *, simulation: bool, source: str = "lane config") -> None:
+    """A lane that publishes signed results runs the standard's procedures: a time scale below 1
+    or a duration below the standard's is refused unless the lane was started as a simulation
+    (`laned run --simulation`; `Lane(config, simulation=True)`), whose results carry
+    `simulation: true`. Raises ConfigError naming every shortened setting."""
+    problems = shortened_problems(config)
+    if problems and not simulation:
         raise ConfigError(source, problems)
 
 

@@ -4,9 +4,13 @@ Start-up: the outbox opens (pending messages from a previous run are sent
 first), the drivers start, the MQTT link connects with an offline will. The
 lane publishes itself `online` once every enabled device has had its first
 good read, or after `startup_grace_s` with the devices that are still missing
-shown as such. Stop (SIGTERM, SIGINT): every device is put in its safe state
-first (motors off, pump off), then the offline status is published, then the
-ports and the broker connection close.
+shown as such. Each device's first good read comes after its safe state (rollers
+stopped and lift up, pump off: drivers/base.py), so a lane restarted after a crash
+never leaves a device running that the dead process had started. An unfinished
+inspection resumes only once the lane is online and the broker connected (`up`).
+Stop (SIGTERM, SIGINT): every device is put in its safe state first (motors off,
+pump off), then the offline status is published, then the ports and the broker
+connection close.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ import structlog
 
 from drivers.base import Driver
 from laned import __version__
-from laned.config import LaneConfig
+from laned.config import LaneConfig, require_standard_timings
 from laned.devices import build_driver, reading_to_live
 from laned.mqtt import MqttLink, Topics
 from laned.outbox import Outbox
+from laned.private_files import private_dir
 
 log = structlog.get_logger("laned")
 
@@ -37,12 +42,24 @@ STATUS_SCHEMA = "lane-status/1"
 class Lane:
     """One lane: its devices, its broker link, its status. `run()` until `request_stop()`."""
 
-    def __init__(self, config: LaneConfig, *, startup_grace_s: float = 10.0, status_interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: LaneConfig,
+        *,
+        startup_grace_s: float = 10.0,
+        status_interval_s: float = 5.0,
+        simulation: bool = False,
+    ) -> None:
+        """`simulation`: the lane runs on simulated devices for tests, demos or training
+        (`laned run --simulation`); only then may the config shorten a procedure below the
+        standard's (a time scale below 1, …): ConfigError otherwise. Every result says which."""
+        require_standard_timings(config, simulation=simulation)
         self.config = config
+        self.simulation = simulation
         self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
         self.startup_grace_s = startup_grace_s
         self.status_interval_s = status_interval_s
-        config.lane.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.lane.state_dir, warn_if_open=True)
         self.outbox = Outbox(config.lane.state_dir / "outbox.sqlite3", max_messages=config.lane.outbox_max_messages)
         self.drivers: dict[str, Driver] = {
             name: build_driver(name, device) for name, device in config.devices.items() if device.enabled
@@ -59,6 +76,9 @@ class Lane:
         )
         self.started_at = time.time()
         self.online = False
+        #: set once the lane is online (every device answered, or the grace period ended) and the
+        #: broker link is up: a resumed inspection waits for it before it runs an item again
+        self.up = asyncio.Event()
         self.inspection: dict[str, Any] | None = None  # set by the inspection runner
         self.status_extra: dict[str, Any] = {}
         from laned.inspection import InspectionRunner
@@ -198,6 +218,7 @@ class Lane:
         self.publish_status()
         await self.mqtt.wait_connected()
         self.log.info("lane_online", devices={n: str(d.health.state) for n, d in self.drivers.items()})
+        self.up.set()
         if ready is not None:
             ready()
 

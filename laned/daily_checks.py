@@ -34,6 +34,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.errors import DeviceError, DeviceRefused
+from laned.private_files import open_private, private_dir
 from laned.procedures.emissions_items import ReadingFeed, settings_from
 from laned.procedures.two_speed_idle import HcResidueSettings, hc_residue_check, stop_pump
 from protocols import gas_analyzer as ga
@@ -106,9 +107,9 @@ class DailyChecks:
         self._data = {"schema": SCHEMA, "checks": data["checks"], "history": list(data.get("history", []))}
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with os.fdopen(open_private(tmp), "w", encoding="utf-8") as fh:
             json.dump(self._data, fh, ensure_ascii=False, indent=1, default=str)
             fh.flush()
             os.fsync(fh.fileno())
@@ -231,6 +232,8 @@ async def perform_daily_checks(
     wanted = [c for c in DAILY_CHECKS if c in set(checks)]
     results: dict[str, dict[str, Any]] = {}
     daily.running = True
+    held = contextlib.ExitStack()  # the analyzer is ours while they run: a reconnect leaves its pump as set
+    held.enter_context(analyzer.claim())
     try:
         async with ReadingFeed(analyzer, silence_s=settings.analyzer_silence_s) as feed:
 
@@ -281,6 +284,7 @@ async def perform_daily_checks(
                 await stop_pump(analyzer)
     finally:
         daily.running = False
+        held.close()
     for check in wanted:
         results.setdefault(check, {"check": check, "passed": False, "at": None, "details": {"not_run": True}})
     return results
@@ -339,20 +343,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which checks (default: all, in the order leak check, zero, HC residue)")
     parser.add_argument("--capped", action="store_true",
                         help="the probe is capped already: start the leak check without asking")
+    parser.add_argument("--simulation", action="store_true",
+                        help="allow a time scale below 1 (simulated analyzers: tests, demos, training)")
 
 
 async def run(args: argparse.Namespace) -> int:
     """Run the daily checks on the analyzer of a lane config, without the daemon or a broker.
 
-    Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable,
-    3 the analyzer does not answer."""
-    from laned.config import load_config
+    Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale
+    below 1 without `--simulation` included), 3 the analyzer does not answer."""
+    from laned.config import load_config, require_standard_timings
     from laned.devices import build_driver
     from laned.errors import ConfigError
     from laned.judging.limits import load_limits
 
     try:
         config = load_config(args.config)
+        require_standard_timings(config, simulation=bool(getattr(args, "simulation", False)), source=str(args.config))
         limits = load_limits(config.lane.limits_dir).emissions.two_speed_idle
     except ConfigError as exc:
         log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)

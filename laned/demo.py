@@ -231,7 +231,7 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> int:
                    workdir / "sim-brake-tester.log"),
     ]
     lane = Lane(demo_config(workdir, host, port, brake_port, args.time_scale), startup_grace_s=20.0,
-                status_interval_s=5.0)
+                status_interval_s=5.0, simulation=True)  # simulated devices: its results say so
     driver = SimulatedDriver({s.device: workdir / f"{s.device}.ctl" for s in sims})
     tasks: list[asyncio.Task[Any]] = []
     problems: list[str] = []

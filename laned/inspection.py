@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from laned.errors import ConfigError
 from laned.mqtt import dumps
+from laned.private_files import private_dir, write_private
 from laned.procedures import InspectionAborted, InspectionContext, ItemOutcome, ProcedureError, utc_now
 from laned.record import InspectionRecord
 from laned.requests import FirstReply, RequestLog
@@ -41,6 +42,7 @@ from protocols.messages import (
     dump,
     nesting_depth,
 )
+from protocols.pda import FieldError
 
 if TYPE_CHECKING:
     from laned.daemon import Lane
@@ -110,7 +112,7 @@ class InspectionRunner:
         self.lane = lane
         self.settings = lane.config.inspection
         self.records_dir = lane.config.lane.state_dir / "inspections"
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.records_dir)
         self.current: InspectionRecord | None = None
         self._task: asyncio.Task[None] | None = None
         self._daily_task: asyncio.Task[Any] | None = None
@@ -128,9 +130,12 @@ class InspectionRunner:
 
     def _build_helpers(self) -> None:
         from laned.capture import CaptureAssembler, CaptureRequirements, PhotoStore
+        from laned.capture_journal import CaptureJournal
 
-        self.photo_store = PhotoStore(self.lane.config.lane.state_dir / "photos")
-        self.assembler = CaptureAssembler(CaptureRequirements.load(), self.photo_store)
+        state_dir = self.lane.config.lane.state_dir
+        self.photo_store = PhotoStore(state_dir / "photos")
+        self.assembler = CaptureAssembler(CaptureRequirements.load(), self.photo_store,
+                                          journal=CaptureJournal(state_dir / "captures"))
         try:
             from laned.daily_checks import DailyChecks
 
@@ -275,6 +280,7 @@ class InspectionRunner:
             self._reply(command.request_id, "start", reasons, command.inspection_no, payload=payload)
             return
         record = InspectionRecord.new(command)
+        self._mark_run(record)
         self.current = record
         self._abort.clear()
         self._capture_done.clear()
@@ -351,9 +357,14 @@ class InspectionRunner:
         else:
             log.warning("pda_unknown_topic", topic=topic)
             return
+        self._publish_acks(acks)
+
+    def _publish_acks(self, acks: list[Any]) -> None:
+        """The acks in the manual's shapes (an accepted one with `errors` too when a photo was
+        refused); then, if the capture is now complete, the inspection has it."""
         for ack in acks:
-            # the manual's shape: accepted acks carry complete and missing_photos, refused ones errors
-            self.lane.mqtt.enqueue(f"{base}ack/{ack.capture_id}", json.loads(ack.to_json_bytes()), kind="ack")
+            self.lane.mqtt.enqueue(f"{self.lane.topics.pda}/ack/{ack.capture_id}",
+                                   json.loads(ack.to_json_bytes()), kind="ack")
         completed = self.assembler.completed
         record = self.current
         if completed is not None and record is not None and record.capture is None:
@@ -377,7 +388,13 @@ class InspectionRunner:
             data={"capture_id": capture_id[:64], "photo": photo[:64], "bytes": len(payload)},
         )
         ack = self.assembler.current_ack(capture_id)
-        return [ack] if ack is not None else []
+        if ack is None:
+            return []
+        if ack.accepted and photo in ack.missing_photos:  # the PDA is told why, as for a wrong hash
+            why = FieldError(field="photos", error=f"photo {photo[:64]!r} is not a JPEG (it starts with "
+                                                   f"{payload[:4].hex() or 'nothing'}, not ffd8ff); send the JPEG")
+            ack = ack.model_copy(update={"errors": [*ack.errors, why]})
+        return [ack]
 
     # ----- running ------------------------------------------------------------------------
 
@@ -453,6 +470,9 @@ class InspectionRunner:
         watch = None
         if name == "brake":
             watch = asyncio.create_task(self._halt_on_broker_loss(ctx), name="brake-broker-watch")
+        record.running = name
+        self._save(record)  # after a crash the record names the item that was interrupted
+        cancelled = False
         try:
             outcome: ItemOutcome = await procedure(ctx)
             record.outcomes[name] = outcome
@@ -464,10 +484,16 @@ class InspectionRunner:
             record.not_completed[name] = exc.reason
             ctx.warn(f"{name} not completed: {exc.reason}", item=name)
             log.warning("item_not_completed", inspection_no=record.inspection_no, item=name, reason=exc.reason)
+        except asyncio.CancelledError:  # the lane stops: the item was interrupted, it runs again after the restart
+            cancelled = True
+            raise
         finally:
             if watch is not None:
                 watch.cancel()
+            ctx.release_devices()
             ctx.resume(aborted=record.abort_reason is not None)
+            if not cancelled:
+                record.running = None
             self._save(record)
 
     async def _halt_on_broker_loss(self, ctx: InspectionContext) -> None:
@@ -523,7 +549,7 @@ class InspectionRunner:
         self._save(record)
 
     def _finish(self, record: InspectionRecord) -> None:
-        self.assembler.end()
+        self.assembler.end(keep_journal=not record.published)  # unpublished: it resumes after a restart
         self.current = None
         self.lane.inspection = None
         self.lane.publish_status()
@@ -537,17 +563,18 @@ class InspectionRunner:
         return self.records_dir / f"{inspection_no}.json"
 
     def _save(self, record: InspectionRecord) -> None:
-        path = self._record_path(record.inspection_no)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record.to_json(), ensure_ascii=False, default=str), encoding="utf-8")
-        with open(tmp, "rb+") as fh:
-            import os
+        text = json.dumps(record.to_json(), ensure_ascii=False, default=str)
+        write_private(self._record_path(record.inspection_no), text.encode("utf-8"))
 
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+    def _mark_run(self, record: InspectionRecord) -> None:
+        """The record takes the lane's run mode and procedure timings (results report them)."""
+        record.mark_run(simulation=self.lane.simulation, timings=self.lane.config.inspection.standard_timings())
 
     def resume(self) -> None:
-        """After a restart: an unfinished inspection continues; measured items are not run again."""
+        """After a restart: an unfinished inspection continues once the lane is up (`Lane.up`: its
+        devices answered or the grace period ended, and the broker is connected); measured items are
+        not run again, the item that was interrupted runs again from its start, and the station is
+        told (`lane_restarted` event)."""
         for path in sorted(self.records_dir.glob("*.json")):
             if path.name.endswith(".done.json"):
                 continue
@@ -563,14 +590,41 @@ class InspectionRunner:
                 "inspection_resumed",
                 inspection_no=record.inspection_no,
                 measured=sorted(record.outcomes),
+                interrupted_item=record.running,
                 capture=record.capture is not None,
             )
+            self._mark_run(record)
+            self._save(record)
             self.current = record
             self._abort.clear()
             self._capture_done.clear()
             self._begin_capture(record)
-            self._task = asyncio.create_task(self._run(record), name=f"inspection-{record.inspection_no}")
+            if record.command.items.exterior:
+                # what the PDA had sent before the restart, and an ack naming what is still missing
+                self._publish_acks(self.assembler.restore())
+            self.lane.inspection = record.status()
+            self._task = asyncio.create_task(self._resume(record), name=f"inspection-{record.inspection_no}")
             return
+
+    async def _resume(self, record: InspectionRecord) -> None:
+        """Wait for the lane to be up, tell the station the lane restarted and what was interrupted,
+        then run the inspection on (`_run` skips what was measured before the restart)."""
+        await self.lane.up.wait()
+        interrupted = record.running
+        if interrupted is not None:
+            text = (f"the lane restarted during inspection {record.inspection_no}: item {interrupted} was "
+                    "interrupted and runs again from its start")
+        else:
+            text = f"the lane restarted during inspection {record.inspection_no}; it continues"
+        log.warning("lane_restarted", inspection_no=record.inspection_no, interrupted_item=interrupted)
+        self.lane.publish_event_model(
+            type="lane_restarted",
+            inspection_no=record.inspection_no,
+            text=text,
+            data={"interrupted_item": interrupted, "measured": sorted(record.outcomes),
+                  "not_completed": sorted(record.not_completed)},
+        )
+        await self._run(record)
 
     def cancel(self) -> None:
         """On shutdown: end a running inspection's device work at once. The record stays on disk

@@ -14,12 +14,15 @@ which `…/status` shows as an alarm; low-value kinds (events) are refused with
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from laned.private_files import open_private, private_dir, tighten
 
 log = structlog.get_logger("laned.outbox")
 
@@ -57,10 +60,14 @@ class Pending:
 class Outbox:
     def __init__(self, path: str | Path, *, max_messages: int = 100_000) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.max_messages = max_messages
+        # made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database's mode
+        os.close(open_private(self.path, os.O_RDWR | os.O_CREAT))
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        for name in (self.path.name, self.path.name + "-wal", self.path.name + "-shm"):
+            tighten(self.path.with_name(name))  # files an older lane left readable by others
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]

@@ -10,11 +10,12 @@ with their offsets.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from laned.procedures import ItemOutcome, utc_now
+from laned.procedures import ItemOutcome, StandardTiming, utc_now
 from protocols.messages import StartCommand
 
 if TYPE_CHECKING:
@@ -64,12 +65,27 @@ class InspectionRecord:
     not_completed: dict[str, str] = field(default_factory=dict)
     capture: CompletedCapture | None = None
     step: str | None = None
+    #: the item whose procedure is running (saved when it starts, cleared when it ends): after a
+    #: crash it names the item that was interrupted and runs again from its start
+    running: str | None = None
     abort_reason: str | None = None
     published: bool = False
+    simulation: bool = False
+    procedure_timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, command: StartCommand) -> InspectionRecord:
         return cls(command=command, received_at=utc_now())
+
+    def mark_run(self, *, simulation: bool, timings: Iterable[StandardTiming]) -> None:
+        """Note how the lane that runs (or resumes) this inspection was started. A record once
+        measured by a simulation stays one; after a resume under other timings, each timing is
+        the shortest either run used, so the result never claims more than was done."""
+        self.simulation = self.simulation or simulation
+        for t in timings:
+            known = self.procedure_timings.get(t.key)
+            if known is None or t.value < known["value"]:
+                self.procedure_timings[t.key] = t.as_dict()
 
     @property
     def inspection_no(self) -> str:
@@ -102,8 +118,11 @@ class InspectionRecord:
             "not_completed": self.not_completed,
             "capture": capture_to_json(self.capture) if self.capture is not None else None,
             "step": self.step,
+            "running": self.running,
             "abort_reason": self.abort_reason,
             "published": self.published,
+            "simulation": self.simulation,
+            "procedure_timings": self.procedure_timings,
             "saved_at": utc_now().isoformat(),
         }
 
@@ -116,6 +135,9 @@ class InspectionRecord:
             not_completed=dict(data["not_completed"]),
             capture=capture_from_json(data["capture"]) if data.get("capture") else None,
             step=data.get("step"),
+            running=data.get("running"),
             abort_reason=data.get("abort_reason"),
             published=bool(data.get("published")),
+            simulation=bool(data.get("simulation")),
+            procedure_timings={k: dict(v) for k, v in (data.get("procedure_timings") or {}).items()},
         )

@@ -15,12 +15,15 @@ ones are written; `max_entries` bounds it whatever the station sends.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from laned.private_files import open_private, private_dir, tighten
 
 log = structlog.get_logger("laned.requests")
 
@@ -56,11 +59,15 @@ class RequestLog:
 
     def __init__(self, path: str | Path, *, keep_days: float = 7.0, max_entries: int = 50_000) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.keep_s = keep_days * DAY_S
         self.max_entries = max_entries
+        # 0600 before SQLite opens it (its -wal and -shm files take the database's mode), as the outbox
+        os.close(open_private(self.path, os.O_RDWR | os.O_CREAT))
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        for name in (self.path.name, self.path.name + "-wal", self.path.name + "-shm"):
+            tighten(self.path.with_name(name))
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._writes = 0

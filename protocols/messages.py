@@ -181,7 +181,7 @@ class Reply(_Message):
 
 EventType = Literal[
     "inspection_started", "step_started", "step_finished", "prompt", "warning", "inspection_finished",
-    "inspection_aborted", "capture",
+    "inspection_aborted", "capture", "lane_restarted",
 ]
 
 

@@ -258,8 +258,8 @@ class PdaAck(_Strict):
     errors: list[FieldError] = Field(default_factory=list)
 
     def to_json_bytes(self) -> bytes:
-        """The ack in the manual's shape: accepted acks carry complete and missing_photos,
-        refused ones carry errors."""
+        """The ack in the manual's shape: accepted acks carry complete and missing_photos (and
+        errors when a photo was refused: why it is still missing), refused ones carry errors."""
         body: dict[str, Any] = {
             "schema": ACK_SCHEMA,
             "capture_id": self.capture_id,
@@ -268,7 +268,7 @@ class PdaAck(_Strict):
         if self.accepted:
             body["complete"] = self.complete
             body["missing_photos"] = list(self.missing_photos)
-        else:
+        if self.errors or not self.accepted:
             body["errors"] = [{"field": e.field, "error": e.error} for e in self.errors]
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 

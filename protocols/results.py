@@ -72,9 +72,19 @@ class PhotoRef(_Model):
 
 
 class Signature(_Model):
-    algorithm: Literal["HMAC-SHA256"] = "HMAC-SHA256"
-    key_id: str = Field(description="first 16 hex digits of SHA-256 of the key")
-    value: str = Field(description="hex HMAC over the canonical JSON of the message without `signature`")
+    """Over the RFC 8785 canonical JSON (UTF-8) of the message without its `signature` field."""
+
+    algorithm: Literal["HMAC-SHA256", "Ed25519"] = "HMAC-SHA256"
+    key_id: str = Field(description="the key's name as configured on the lane (lane.signing_key_id)")
+    value: str = Field(description="lower-case hex: the HMAC-SHA256, or the 64-byte Ed25519 signature")
+
+
+class ProcedureTiming(_Model):
+    """A procedure setting for which the standard fixes a least value, as the inspection used it."""
+
+    value: float = Field(description="the value the lane ran with")
+    standard_min: float = Field(description="the standard's value; a production lane never runs below it")
+    unit: str = Field(description="s, accelerations, or empty for the time scale")
 
 
 class _Result(_Model):
@@ -91,6 +101,14 @@ class _Result(_Model):
     not_completed: dict[str, str] = Field(default_factory=dict)
     aborted: str | None = None
     inspector: dict[str, Any] | None = None
+    simulation: bool = Field(
+        description="true: measured by a lane started as a simulation (`laned run --simulation`: simulated "
+        "devices, possibly shortened procedures); never an official result"
+    )
+    procedure_timings: dict[str, ProcedureTiming] = Field(
+        description="by config key path (e.g. inspection.time_scale, inspection.two_speed_idle.measure_s): "
+        "the timings the procedures ran with and the standard's"
+    )
     platform_record: dict[str, Any]
     signature: Signature
 

@@ -81,6 +81,7 @@ async def _one_transport(name: str, link: ModbusLink, control: Path, params: Cur
     task = asyncio.create_task(driver.run(), name=f"bench-brake-{name}")
     try:
         await driver.wait_connected(10)
+        await driver.set_lift(False, wait_s=5)  # raised on connect (its safe state): a run needs it down
         await asyncio.sleep(0.2)
         await _control_request(control, {"do": "drive_on", "axle": 1})  # the front axle on the rollers
         capture = driver.curve(interval_s=params.interval_s)

@@ -104,7 +104,14 @@ class DiffPoint:
 
 @dataclass(frozen=True)
 class AxleAnalysis:
-    """What the curves say, in N; `braking_start_index` is None if braking never started."""
+    """What the curves say, in N; `braking_start_index` is None if braking never started.
+
+    `left_braking` / `right_braking`: the wheel's own force exceeded its drag by
+    the braking-start share of its load at some sample after the prompt. The
+    imbalance window is `window_start_index` … `window_end_index` (both
+    included): from braking start, or from the first sample after the prompt
+    (the whole braking phase) when neither wheel braked.
+    """
 
     measurement: AxleMeasurement
     left_max_n: float
@@ -117,6 +124,9 @@ class AxleAnalysis:
     window_end_index: int | None
     diff_n: float | None
     diff_point: DiffPoint | None
+    left_braking: bool = False
+    right_braking: bool = False
+    window_start_index: int | None = None
 
     @property
     def axle_load_n(self) -> float:
@@ -135,14 +145,22 @@ def _phase_max(curve: Sequence[float], prompt: int, slip: int | None) -> tuple[D
     return best, best_i
 
 
+def _first_above(curve: Sequence[float], prompt: int, threshold: Decimal) -> int | None:
+    """First sample after the prompt whose force exceeds `threshold` (strictly), or None."""
+    return next((i for i in range(prompt + 1, len(curve)) if to_decimal(curve[i]) > threshold), None)
+
+
 def analyse_axle(m: AxleMeasurement, braking_start_wheel_load_pct: float) -> AxleAnalysis:
     """F_max, drag, start of braking and ΔF for one axle (standards.md, Brakes: definitions).
 
-    The imbalance window runs from the start of braking to the earliest sample
-    where a wheel first reaches its F_max or its slip is latched. A wheel that
-    hardly brakes can reach its F_max before braking starts; that end is not
-    taken (it would shrink the window and hide the imbalance), the other wheel's
-    is. The wheel that started braking always reaches its F_max at or after it.
+    A wheel is braking once its own force has exceeded its drag by the
+    braking-start share of its wheel load; braking starts at the first sample
+    where either wheel does. The imbalance window runs from braking start to
+    the earliest sample, at or after it, where a *braking* wheel first reaches
+    its F_max or has its slip latched. A wheel that never brakes (a dead brake,
+    whatever its noise) ends nothing: its noise peak would cut the window short
+    and hide the imbalance. If neither wheel ever brakes, the window is the
+    whole braking phase (every sample after the prompt).
     """
     left, right, prompt = m.left_force_n, m.right_force_n, m.prompt_index
     first = prompt - m.sample_rate_hz + 1
@@ -151,20 +169,28 @@ def analyse_axle(m: AxleMeasurement, braking_start_wheel_load_pct: float) -> Axl
     max_l, max_l_i = _phase_max(left, prompt, m.left_slip_index)
     max_r, max_r_i = _phase_max(right, prompt, m.right_slip_index)
     share = to_decimal(braking_start_wheel_load_pct) / 100
-    start_l = drag_l + share * to_decimal(m.left_wheel_load_n)
-    start_r = drag_r + share * to_decimal(m.right_wheel_load_n)
-    after = range(prompt + 1, len(left))
-    start = next((i for i in after if to_decimal(left[i]) > start_l or to_decimal(right[i]) > start_r), None)
-    end: int | None = None
+    cross_l = _first_above(left, prompt, drag_l + share * to_decimal(m.left_wheel_load_n))
+    cross_r = _first_above(right, prompt, drag_r + share * to_decimal(m.right_wheel_load_n))
+    crossings = [i for i in (cross_l, cross_r) if i is not None]
+    start = min(crossings, default=None)
+    last = len(left) - 1
+    if start is None:
+        window_start, end = prompt + 1, last
+    else:
+        ends = [
+            i
+            for cross, max_i, slip in ((cross_l, max_l_i, m.left_slip_index), (cross_r, max_r_i, m.right_slip_index))
+            if cross is not None
+            for i in (max_i, slip)
+            if i is not None and i >= start
+        ]
+        window_start, end = start, min(ends, default=last)
     diff: Decimal | None = None
     point: DiffPoint | None = None
-    if start is not None:
-        ends = [max_l_i, max_r_i] + [s for s in (m.left_slip_index, m.right_slip_index) if s is not None]
-        end = min(i for i in ends if i >= start)
-        for i in range(start, end + 1):
-            d = abs(to_decimal(left[i]) - to_decimal(right[i]))
-            if diff is None or d > diff:
-                diff, point = d, DiffPoint(i, left[i], right[i])
+    for i in range(window_start, end + 1):
+        d = abs(to_decimal(left[i]) - to_decimal(right[i]))
+        if diff is None or d > diff:
+            diff, point = d, DiffPoint(i, left[i], right[i])
     return AxleAnalysis(
         measurement=m,
         left_max_n=float(max_l),
@@ -177,6 +203,9 @@ def analyse_axle(m: AxleMeasurement, braking_start_wheel_load_pct: float) -> Axl
         window_end_index=end,
         diff_n=None if diff is None else float(diff),
         diff_point=point,
+        left_braking=cross_l is not None,
+        right_braking=cross_r is not None,
+        window_start_index=window_start,
     )
 
 
@@ -240,9 +269,10 @@ def _imbalance(
         limit = table.front_max_pct if position == "front" else table.rear_max_pct
         basis = "ΔF / max(F_L,max, F_R,max)"
     if a.diff_n is None or (not low_rate and biggest == 0):
-        return check("imbalance", None, "%", "<=", limit, basis=basis, note="no braking detected")
+        return check("imbalance", None, "%", "<=", limit, basis=basis, note="no brake force measured")
+    note = "" if a.braking_start_index is not None else "neither wheel braked: window is the whole braking phase"
     value = _pct(a.diff_n, a.axle_load_n if low_rate else biggest)
-    return check("imbalance", value, "%", "<=", limit, basis=basis)
+    return check("imbalance", value, "%", "<=", limit, basis=basis, note=note)
 
 
 def judge_axle(

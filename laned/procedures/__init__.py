@@ -12,6 +12,7 @@ by raising `ProcedureError` with a reason a technician understands.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,25 @@ class ProcedureError(LaneError):
 
 class InspectionAborted(LaneError):
     """The station (or the lane's shutdown) aborted the inspection."""
+
+
+@dataclass(frozen=True)
+class StandardTiming:
+    """A procedure setting for which the standard fixes a least value (standards.md): a duration
+    or a count. `key` is its path in the lane's config, e.g. `inspection.two_speed_idle.measure_s`.
+    A production lane refuses to run with `value` below `standard_min` (see laned.config)."""
+
+    key: str
+    value: float
+    standard_min: float
+    unit: str
+
+    @property
+    def shortened(self) -> bool:
+        return self.value < self.standard_min
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "standard_min": self.standard_min, "unit": self.unit}
 
 
 @dataclass
@@ -93,11 +113,17 @@ class InspectionContext:
         self.time_scale: float = float(getattr(settings, "time_scale", 1.0))
         self.current_step: str | None = None
         self.halted: str | None = None
+        self._claims = contextlib.ExitStack()
+        self._claimed: set[str] = set()
 
     # ----- devices -----------------------------------------------------------------
 
     def driver(self, kind: str) -> Any:
-        """The lane's driver of this kind; ProcedureError if the lane has none or it is down."""
+        """The lane's driver of this kind; ProcedureError if the lane has none or it is down.
+
+        The driver is claimed (`Driver.claim()`) until `release_devices()` (the runner, at the end
+        of the item): a reconnect meanwhile does not put the device in its safe state under the
+        running procedure."""
         for driver in self.drivers.values():
             if driver.kind == kind:
                 if not driver.is_connected:
@@ -105,8 +131,17 @@ class InspectionContext:
                         f"{driver.name} is {driver.health.state} ({driver.health.last_error or 'no reply yet'})",
                         step=self.current_step,
                     )
+                if driver.name not in self._claimed:
+                    self._claims.enter_context(driver.claim())
+                    self._claimed.add(driver.name)
                 return driver
         raise ProcedureError(f"this lane has no {kind.replace('_', ' ')} configured", step=self.current_step)
+
+    def release_devices(self) -> None:
+        """The item has ended: the devices it used are no longer ours (a reconnect puts them in
+        their safe state again)."""
+        self._claims.close()
+        self._claimed.clear()
 
     @staticmethod
     def device_identity(driver: Driver) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from laned.judging.brakes import (
 )
 from laned.judging.limits import Limits, select_brake_row
 from laned.judging.rounding import Check, check_dict, dan_from_n, kg_from_n, mean, round_half_away, to_decimal
+from laned.procedures import StandardTiming
 from protocols.messages import StartCommand
 
 RunKind = Literal["service", "parking", "weigh"]
@@ -81,6 +82,11 @@ class BrakeSettings(BaseModel):
     stop_confirm_s: float = Field(30.0, gt=0, description="after a failure: keep trying MOTORS = 0 this long")
     live_interval_s: float = Field(0.1, gt=0, description="curve samples to …/live/{device} this often")
     curve_poll_s: float = Field(0.05, gt=0, description="how often the procedure looks at the curve")
+
+    def standard_timings(self, prefix: str = "") -> tuple[StandardTiming, ...]:
+        """None: the windows the standard fixes (one second of drag before the prompt, one second
+        of load before the motors) are fixed in the judging, not settings; these are the lane's own."""
+        return ()
 
 
 def settings_from(ctx_settings: Any) -> BrakeSettings:
@@ -259,7 +265,9 @@ def curve_data(run: BrakeRun, analysis: AxleAnalysis | None = None) -> dict[str,
     if analysis is not None:
         data |= {
             "braking_start_index": analysis.braking_start_index,
+            "window_start_index": analysis.window_start_index,
             "window_end_index": analysis.window_end_index,
+            "braking_wheels": {"left": analysis.left_braking, "right": analysis.right_braking},
             "left_max_index": analysis.left_max_index,
             "right_max_index": analysis.right_max_index,
         }

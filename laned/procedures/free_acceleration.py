@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.errors import DeviceError, DeviceTimeout
 from laned.judging.emissions import FreeAccelerationVerdict, judge_free_acceleration
 from laned.judging.limits import FreeAccelerationLimits, LimitsError
-from laned.procedures import InspectionContext, ItemOutcome, ProcedureError, utc_now
+from laned.procedures import InspectionContext, ItemOutcome, ProcedureError, StandardTiming, utc_now
 from laned.procedures.emissions_items import (
     Acceleration,
     ReadingFeed,
@@ -79,6 +79,11 @@ class FreeAccelerationSettings(BaseModel):
     min_window_s: float = Field(0.25, gt=0, description="real time a row covers at least (small time_scale)")
     meter_silence_s: float = Field(1.5, gt=0, description="no new reading this long (real): it dropped out")
     warmup_timeout_s: float = Field(600.0, gt=0, description="wait this long (real) for a warming meter")
+
+    def standard_timings(self, prefix: str = "") -> tuple[StandardTiming, ...]:
+        """What standards.md fixes for the test (GB 3847-2018 App. A): three purging free
+        accelerations before the measured ones (their count is in the limits table, not here)."""
+        return (StandardTiming(f"{prefix}purge_accelerations", float(self.purge_accelerations), 3.0, "accelerations"),)
 
 
 class FreeAccelerationTest:

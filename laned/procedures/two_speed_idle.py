@@ -52,7 +52,7 @@ from laned.judging.emissions import (
 )
 from laned.judging.limits import CitedBand, LimitsError, TwoSpeedIdleLimits
 from laned.judging.rounding import Check, check_dict
-from laned.procedures import InspectionContext, ItemOutcome, ProcedureError, utc_now
+from laned.procedures import InspectionContext, ItemOutcome, ProcedureError, StandardTiming, utc_now
 from laned.procedures.emissions_items import (
     ReadingFeed,
     cancelling,
@@ -108,6 +108,19 @@ class TwoSpeedIdleSettings(BaseModel):
     hc_residue: HcResidueSettings = Field(default_factory=HcResidueSettings)
     analyzer_silence_s: float = Field(1.5, gt=0, description="no new reading this long (real): it dropped out")
     warmup_timeout_s: float = Field(900.0, gt=0, description="wait this long (real) for a warming analyzer")
+
+    def standard_timings(self, prefix: str = "") -> tuple[StandardTiming, ...]:
+        """The durations standards.md gives for the test (GB 18285-2018 App. A, vendor): 30 s
+        preconditioning, 15 s settling before each phase, 30 s measurement per phase."""
+        return tuple(
+            StandardTiming(f"{prefix}{name}", float(getattr(self, name)), minimum, "s")
+            for name, minimum in (
+                ("precondition_s", 30.0),
+                ("high_idle_settle_s", 15.0),
+                ("idle_settle_s", 15.0),
+                ("measure_s", 30.0),
+            )
+        )
 
 
 # ----- HC residue (also run by the daily checks) -------------------------------------------------

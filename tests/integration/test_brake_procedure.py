@@ -68,7 +68,7 @@ async def lane_rig(tmp_path: Path, broker: EmbeddedBroker, vehicle: str, lane_id
         data = lane_config_dict(tmp_path / lane_id, broker, {"brake-tester": device})
         data["lane"] |= {"lane": lane_id, "signing_key": KEY}
         data["inspection"] = {"time_scale": TIME_SCALE}
-        lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=5)
+        lane = Lane(parse_config(data, "test", environ={}), startup_grace_s=5, simulation=True)
         async with lane_with_driver(lane, broker, "brake-tester", control) as (_, station):
             yield Rig(vehicle, lane, sim, station)
 
@@ -149,6 +149,11 @@ def test_gasoline_car_passes_every_brake_item(fleet: dict[str, Inspected]) -> No
     done = fleet["gasoline-car"]
     assert verdicts(done) == {"B1": "pass", "B2": "pass", "BZ": "pass", "B0": "pass"}
     assert done.result["verdict"] == "pass" and verify(done.result, KEY.encode())
+    # a simulation lane (time scale 0.25) says so in its signed result, with the timings it ran
+    assert done.result["simulation"] is True
+    timings = done.result["procedure_timings"]
+    assert timings["inspection.time_scale"] == {"value": TIME_SCALE, "standard_min": 1.0, "unit": ""}
+    assert timings["inspection.two_speed_idle.measure_s"] == {"value": 30.0, "standard_min": 30.0, "unit": "s"}
     b1, b2, bz, b0 = (done.item(c) for c in ("B1", "B2", "BZ", "B0"))
     # forces at full pedal are the vehicle file's (noise ±4 N never moves a whole daN): 2700 / 2600 N
     v1 = b1["values"]

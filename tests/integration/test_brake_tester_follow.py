@@ -30,6 +30,7 @@ async def following(**kwargs: Any) -> AsyncIterator[tuple[BrakeTesterSimulator, 
         task = asyncio.create_task(drv.run())
         try:
             await drv.wait_connected(5)
+            await drv.set_lift(False, wait_s=2)  # raised on connect (the safe state); a run needs it down
             yield sim, drv
         finally:
             await drv.stop()

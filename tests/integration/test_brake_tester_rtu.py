@@ -55,6 +55,7 @@ async def running(drv: BrakeTesterDriver, *, connected: bool = True) -> AsyncIte
     try:
         if connected:
             await drv.wait_connected(5)
+            await drv.set_lift(False, wait_s=2)  # raised on connect (the safe state); a run needs it down
         yield drv
     finally:
         await drv.stop()
@@ -155,20 +156,21 @@ async def test_pulled_cable_disconnects_and_the_driver_reconnects_when_it_return
     async with rtu_sim(tmp_path) as sim, running(new_driver(sim)) as drv:
         assert sim.link is not None
         sim.do("drive_on", axle=1)
-        await drv.set_motors(True)
-        states: list[HealthState] = []
-        drv.add_health_listener(lambda _n, h: states.append(h.state))
-        sim.inject("lost_link", for_s=1.0)
-        await asyncio.sleep(0.2)
-        assert not sim.link.exists()  # the port is gone, as an unplugged adapter
-        for _ in range(40):
-            if HealthState.DISCONNECTED in states:
-                break
-            await asyncio.sleep(0.05)
-        assert HealthState.DISCONNECTED in states
-        await drv.wait_connected(5)
-        assert sim.link.exists()
-        assert (await drv.snapshot()).state == bt.TesterState.RUNNING  # the tester ran on meanwhile
+        with drv.claim():  # a procedure of ours runs the rollers: the reconnect leaves them to it
+            await drv.set_motors(True)
+            states: list[HealthState] = []
+            drv.add_health_listener(lambda _n, h: states.append(h.state))
+            sim.inject("lost_link", for_s=1.0)
+            await asyncio.sleep(0.2)
+            assert not sim.link.exists()  # the port is gone, as an unplugged adapter
+            for _ in range(40):
+                if HealthState.DISCONNECTED in states:
+                    break
+                await asyncio.sleep(0.05)
+            assert HealthState.DISCONNECTED in states
+            await drv.wait_connected(5)
+            assert sim.link.exists()
+            assert (await drv.snapshot()).state == bt.TesterState.RUNNING  # the tester ran on meanwhile
 
 
 async def test_interlock_refusal_travels_over_rtu(tmp_path: Path) -> None:

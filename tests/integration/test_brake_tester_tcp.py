@@ -34,6 +34,7 @@ async def driver_for(sim: BrakeTesterSimulator, **kwargs: Any) -> AsyncIterator[
     task = asyncio.create_task(drv.run())
     try:
         await drv.wait_connected(5)
+        await drv.set_lift(False, wait_s=2)  # raised on connect (the safe state); a run needs it down
         yield drv
     finally:
         await drv.stop()

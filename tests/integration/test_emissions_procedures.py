@@ -116,7 +116,7 @@ async def lane_rig(tmp_path: Path, broker: EmbeddedBroker, vehicle: str, lane_id
             checks = DailyChecks(config.lane.state_dir / "daily-checks.json")
             checks.record("leak_check", True, {"device": device, "by": "test"})
             checks.record("zero", True, {"device": device, "by": "test"})
-        lane = Lane(config, startup_grace_s=5)
+        lane = Lane(config, startup_grace_s=5, simulation=True)
         async with lane_with_driver(lane, broker, device, control) as (lane_task, station):
             yield Rig(vehicle, lane, station, control, sim, broker, lane_task)
 
@@ -293,6 +293,11 @@ def test_gasoline_car_passes_two_speed_idle_under_limit_set_b(fleet: dict[str, D
     done = fleet["gasoline-car"]
     assert done.result["verdict"] == "pass" and verify(done.result, KEY.encode())
     assert done.result["method"] == "two_speed_idle"
+    # a simulation lane: shortened preconditioning (10 s against the standard's 30 s) and time scale, stated
+    assert done.result["simulation"] is True
+    timings = done.result["procedure_timings"]
+    assert timings["inspection.two_speed_idle.precondition_s"] == {"value": 10.0, "standard_min": 30.0, "unit": "s"}
+    assert timings["inspection.time_scale"]["value"] == TIME_SCALE
     sds = done.item("SDS")
     assert (sds["verdict"], sds["reason"], sds["limit_set"]) == ("pass", None, "b")
     high, idle = sds["values"]["high_idle"], sds["values"]["idle"]
@@ -473,7 +478,10 @@ async def test_the_daily_check_cli_runs_the_checks_on_the_analyzer_without_a_bro
         f'[inspection]\ntime_scale = {TIME_SCALE}\n'
         f'[devices.gas-analyzer]\nkind = "gas_analyzer"\ntransport = {{ type = "serial", port = "{link}" }}\n',
         encoding="utf-8")
-    args = argparse.Namespace(config=config, device=None, checks=["leak_check", "zero", "hc_residue"], capped=True)
+    args = argparse.Namespace(config=config, device=None, checks=["leak_check", "zero", "hc_residue"], capped=True,
+                              simulation=True)
+    # its time scale is a simulation's: refused (exit 2, config unusable) without --simulation
+    assert await daily_check_cli.run(argparse.Namespace(**{**vars(args), "simulation": False})) == 2
     async with GasAnalyzerSimulator(link, config=load_analyzer_config(fast=True, seed=3)) as sim:
         sim.inject("leak_fails")
         assert await daily_check_cli.run(args) == 1

@@ -68,6 +68,9 @@ async def test_one_capture_becomes_two_complete_signed_results(tmp_path: Path, b
         assert result["vehicle"]["odometer_km"] == 118342  # shared: odometer goes to both
         assert result["verdict"] == "pass"
         assert verify(result, KEY.encode())
+        # a lane started without --simulation, at the standard's timings: an official result
+        assert result["simulation"] is False
+        assert result["procedure_timings"]["inspection.time_scale"] == {"value": 1.0, "standard_min": 1.0, "unit": ""}
         # the PDA clock runs 37 s ahead (vehicle file) and stamps whole seconds (the fraction cut):
         # the offset is -37 s plus that fraction (under 1 s) plus the upload's time
         assert -37.001 < result["clocks"]["pda_clock_offset_s"] < -36 + upload_s

@@ -133,8 +133,10 @@ def test_axle_process_data_holds_both_curves_in_dan_with_the_marks() -> None:
     assert pd["right_force_dan"] == [0, 5.5, 6, 5.5, 6, 10, 100, 220, 260, 260]
     assert {k: pd[k] for k in ("sample_rate_hz", "first_sample_index", "sample_count", "prompt_index",
                                "drag_window", "braking_start_index", "window_end_index", "left_max_index",
-                               "right_max_index", "left_slip_index", "right_slip_index", "test")} == {
+                               "right_max_index", "left_slip_index", "right_slip_index", "test",
+                               "window_start_index", "braking_wheels")} == {
         "sample_rate_hz": 4, "first_sample_index": 65533, "sample_count": 10, "prompt_index": 4,
+        "window_start_index": 5, "braking_wheels": {"left": True, "right": True},
         "drag_window": [1, 4], "braking_start_index": 5, "window_end_index": 7, "left_max_index": 7,
         "right_max_index": 8, "left_slip_index": None, "right_slip_index": None, "test": "service"}
     assert (pd["left_wheel_load_n"], pd["right_wheel_load_n"], pd["load_readings"]) == (LEFT_FRONT_N, 4100.0, 11)

@@ -18,8 +18,9 @@ from laned.capture import (
     CaptureRequirements,
     PhotoStore,
 )
+from laned.capture_journal import CaptureJournal
 from laned.errors import ConfigError
-from protocols.pda import CHECK_ITEMS, PdaAck, Platform
+from protocols.pda import CHECK_ITEMS, FieldError, PdaAck, Platform
 
 INSPECTION = CaptureInspection(
     inspection_no="370100202611010042", plate="鲁N12345", plate_type="02",
@@ -82,9 +83,9 @@ def assembler(requirements: CaptureRequirements, tmp_path: Path) -> CaptureAssem
 
 
 def ack(capture_id: str = "cap-1", *, complete: bool = False,
-        missing: list[str] | None = None) -> PdaAck:
+        missing: list[str] | None = None, errors: list[FieldError] | None = None) -> PdaAck:
     return PdaAck(capture_id=capture_id, accepted=True, complete=complete,
-                  missing_photos=missing or [])
+                  missing_photos=missing or [], errors=errors or [])
 
 
 ALL_MISSING = ["front_left_45", "vin", "tailpipe"]
@@ -171,20 +172,33 @@ def test_photo_with_wrong_bytes_is_not_accepted_and_stays_missing(
     assembler.on_document(payload(document()), T0)
     with capture_logs() as logs:
         acks = assembler.on_photo("cap-1", "vin", b"stamped VIN photo?", T0)  # same size
-    assert acks == [ack(missing=ALL_MISSING)]
+    # the ack says the photo is still missing, and why (the document's entry photos.1)
+    listed = hashlib.sha256(b"stamped VIN photo!").hexdigest()
+    found = hashlib.sha256(b"stamped VIN photo?").hexdigest()
+    assert acks == [ack(missing=ALL_MISSING, errors=[FieldError(field="photos.1", error=(
+        f"photo 'vin' arrived with 18 bytes and SHA-256 {found}, the document lists 18 bytes "
+        f"and SHA-256 {listed}; send it again"))])]
     [event] = [e for e in logs if e["event"] == "pda_photo_rejected"]
     assert event["photo"] == "vin" and event["expected_bytes"] == 18 and event["found_bytes"] == 18
-    assert event["expected_sha256"] == hashlib.sha256(b"stamped VIN photo!").hexdigest()
-    assert assembler.on_photo("cap-1", "vin", b"short", T0) == [ack(missing=ALL_MISSING)]
+    assert event["expected_sha256"] == listed
+    [short] = assembler.on_photo("cap-1", "vin", b"short", T0)
+    assert short.missing_photos == ALL_MISSING
+    assert [e.field for e in short.errors] == ["photos.1"]
+    assert short.errors[0].error.startswith("photo 'vin' arrived with 5 bytes and SHA-256 ")
     assert send_photos(assembler) == [ack(complete=True)]
+    # the current ack, asked again, is the manual's accepted shape with nothing to add
+    assert assembler.current_ack("cap-1") == ack(complete=True)
 
 
 def test_document_listing_a_wrong_hash_never_completes(assembler: CaptureAssembler) -> None:
     doc = document()
     doc["photos"][0]["sha256"] = "0" * 64
     assembler.on_document(payload(doc), T0)
-    # the rejected photo comes first, so the ack sent then still misses all three
-    assert send_photos(assembler) == [ack(missing=ALL_MISSING)]
+    # the rejected photo comes first, so the ack sent then still misses all three, and says why
+    [refused_photo] = send_photos(assembler)
+    assert refused_photo.missing_photos == ALL_MISSING
+    assert [e.field for e in refused_photo.errors] == ["photos.0"]
+    assert refused_photo.errors[0].error.endswith(f"the document lists 19 bytes and SHA-256 {'0' * 64}; send it again")
     assert assembler.current_ack("cap-1") == ack(missing=["front_left_45"])
     assert assembler.completed is None
 
@@ -415,3 +429,81 @@ def test_settings_missing_a_class_or_fuel_table_are_a_config_error(tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         CaptureRequirements.load(path)
     assert info.value.problems == ["(file): tables missing: class.bus, fuel.cng"]
+
+
+# --- a restart in the middle of an upload ---------------------------------------------------------
+
+
+def restarted(requirements: CaptureRequirements, tmp_path: Path) -> CaptureAssembler:
+    """The assembler of a lane started again on the same state directory, its inspection resumed."""
+    again = CaptureAssembler(requirements, PhotoStore(tmp_path / "photos"),
+                             journal=CaptureJournal(tmp_path / "captures"))
+    again.begin(INSPECTION)
+    return again
+
+
+@pytest.fixture
+def journaled(requirements: CaptureRequirements, tmp_path: Path) -> CaptureAssembler:
+    first = CaptureAssembler(requirements, PhotoStore(tmp_path / "photos"),
+                             journal=CaptureJournal(tmp_path / "captures"))
+    first.begin(INSPECTION)
+    return first
+
+
+def test_after_a_restart_the_ack_names_only_the_photos_still_missing(
+        journaled: CaptureAssembler, requirements: CaptureRequirements, tmp_path: Path) -> None:
+    journaled.on_document(payload(document()), T0)
+    journaled.on_photo("cap-1", "front_left_45", PHOTO_BYTES["front_left_45"], T0 + timedelta(seconds=1))
+    # the process dies here; a new one resumes the inspection
+    again = restarted(requirements, tmp_path)
+    assert again.restore() == [ack(missing=["vin", "tailpipe"])]
+    # the PDA sends its document again (QoS 1 redelivery, or the app retrying): the same answer
+    assert again.on_document(payload(document()), T0 + timedelta(minutes=1)) == [ack(missing=["vin", "tailpipe"])]
+    assert again.on_photo("cap-1", "vin", PHOTO_BYTES["vin"], T0 + timedelta(minutes=2)) == []
+    assert again.on_photo("cap-1", "tailpipe", PHOTO_BYTES["tailpipe"],
+                          T0 + timedelta(minutes=2)) == [ack(complete=True)]
+    completed = again.completed
+    assert completed is not None and completed.document_received_at == T0  # the first arrival's time
+    assert [(p.photo, p.received_at) for p in completed.photos] == [
+        ("front_left_45", T0 + timedelta(seconds=1)),
+        ("vin", T0 + timedelta(minutes=2)),
+        ("tailpipe", T0 + timedelta(minutes=2)),
+    ]
+    again.end()
+    assert list((tmp_path / "captures").glob("*.json")) == []  # the inspection is over: its journal goes
+
+
+def test_a_photo_gone_from_the_store_is_asked_for_again(
+        journaled: CaptureAssembler, requirements: CaptureRequirements, tmp_path: Path) -> None:
+    journaled.on_document(payload(document()), T0)
+    journaled.on_photo("cap-1", "vin", PHOTO_BYTES["vin"], T0)
+    PhotoStore(tmp_path / "photos").path_for(hashlib.sha256(PHOTO_BYTES["vin"]).hexdigest()).unlink()
+    assert restarted(requirements, tmp_path).restore() == [ack(missing=ALL_MISSING)]
+
+
+def test_a_capture_whose_last_photo_arrived_just_before_the_crash_completes_on_restore(
+        journaled: CaptureAssembler, requirements: CaptureRequirements, tmp_path: Path) -> None:
+    journaled.on_document(payload(document()), T0)
+    assert send_photos(journaled, at=T0 + timedelta(seconds=5)) == [ack(complete=True)]
+    again = restarted(requirements, tmp_path)  # the record had not been saved with the capture
+    assert again.restore() == [ack(complete=True)]
+    assert again.completed is not None and again.completed.completed_at == T0 + timedelta(seconds=5)
+
+
+def test_a_new_inspection_does_not_inherit_another_ones_partial_capture(
+        journaled: CaptureAssembler, requirements: CaptureRequirements, tmp_path: Path) -> None:
+    journaled.on_document(payload(document()), T0)
+    other = CaptureAssembler(requirements, PhotoStore(tmp_path / "photos"),
+                             journal=CaptureJournal(tmp_path / "captures"))
+    other.begin(CaptureInspection(**{**INSPECTION.__dict__, "inspection_no": "370100202611010043"}))
+    assert other.restore() == []
+    assert restarted(requirements, tmp_path).restore() == []  # forgotten when the other began
+
+
+def test_journal_files_are_private(journaled: CaptureAssembler, tmp_path: Path) -> None:
+    journaled.on_document(payload(document()), T0)
+    [path] = (tmp_path / "captures").glob("*.json")
+    assert path.name == "370100202611010042.json"
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    assert saved["captures"][0]["document"] == payload(document()).decode("utf-8")  # as received

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from laned.config import load_config
+from laned.config import load_config, require_standard_timings, shortened_problems
 from laned.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,10 +134,10 @@ def test_check_config_command_exits_non_zero_and_names_the_key(tmp_path: Path) -
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.parametrize("name", ["lane.example.toml", "demo.toml"])
-def test_shipped_configs_are_valid(name: str) -> None:
+@pytest.mark.parametrize(("name", "flags"), [("lane.example.toml", []), ("demo.toml", ["--simulation"])])
+def test_shipped_configs_are_valid(name: str, flags: list[str]) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "laned.cli", "check-config", str(ROOT / "config" / name)],
+        [sys.executable, "-m", "laned.cli", "check-config", *flags, str(ROOT / "config" / name)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -193,3 +194,116 @@ def test_the_example_config_lists_every_option() -> None:
         and f"[{where}{name}" not in text  # a table: its header
     )
     assert missing == []
+
+
+def check_config(path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LANED_")} | environ
+    return subprocess.run([sys.executable, "-m", "laned.cli", "check-config", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_a_misspelt_password_key_is_named_but_its_value_never_printed(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("port = 8883", 'port = 8883\npasword = "hunter2"'))
+    run = check_config(bad)
+    assert run.returncode == 2
+    assert ("mqtt.pasword: unknown key (not a setting of this table; check the spelling) "
+            "(value not shown: the key looks like a secret)") in run.stderr
+    assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_a_password_of_the_wrong_type_is_refused_without_its_value(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("port = 8883", 'port = 8883\npassword = ["hunter2"]'))
+    run = check_config(bad)
+    assert run.returncode == 2
+    assert ("mqtt.password: Input should be a valid string "
+            "(value not shown: the key looks like a secret)") in run.stderr
+    assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_secrets_from_the_environment_are_not_printed_either(tmp_path: Path) -> None:
+    misspelt = check_config(write(tmp_path, GOOD), LANED_MQTT__PASWORD="hunter2")
+    assert misspelt.returncode == 2
+    assert "mqtt.pasword: unknown key" in misspelt.stderr
+    not_a_key = check_config(write(tmp_path, GOOD), LANED_LANE__SIGNING_KEY="hunter2",
+                             LANED_LANE__SIGNING_ALGORITHM="ed25519")
+    assert not_a_key.returncode == 2
+    assert "lane.signing_key: not an unencrypted PEM private key" in not_a_key.stderr
+    for run in (misspelt, not_a_key):
+        assert "hunter2" not in run.stderr + run.stdout
+
+
+def test_an_unknown_key_that_is_no_secret_still_shows_what_was_found(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD.replace("port = 8883", 'port = 8883\nhots = "broker2"')), environ={})
+    assert err.value.problems == [
+        "mqtt.hots: unknown key (not a setting of this table; check the spelling) (found 'broker2')"]
+
+
+# ----- shortened procedures: only in a simulation (issue 15, point 5) -----------------------------
+
+SHORTENED = GOOD + """
+[inspection]
+time_scale = 0.1
+
+[inspection.two_speed_idle]
+precondition_s = 29.9
+high_idle_settle_s = 10
+idle_settle_s = 15
+measure_s = 5
+
+[inspection.free_acceleration]
+purge_accelerations = 2
+"""
+
+
+def test_every_setting_below_the_standard_is_named_with_its_key_and_the_standards_value(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SHORTENED), environ={})
+    with pytest.raises(ConfigError) as err:
+        require_standard_timings(config, simulation=False, source="lane.toml")
+    # standards.md: time scale 1 (the standard's own durations); two-speed idle 30 s preconditioning,
+    # 15 s settling before each phase, 30 s measurement; free acceleration 3 purges.
+    # idle_settle_s = 15 is exactly the standard's: accepted, not listed.
+    heads = [p.split(": shortened")[0] for p in err.value.problems]
+    assert heads == [
+        "inspection.time_scale = 0.1, below the standard's 1",
+        "inspection.two_speed_idle.precondition_s = 29.9 s, below the standard's 30 s",
+        "inspection.two_speed_idle.high_idle_settle_s = 10 s, below the standard's 15 s",
+        "inspection.two_speed_idle.measure_s = 5 s, below the standard's 30 s",
+        "inspection.free_acceleration.purge_accelerations = 2 accelerations, below the standard's 3 accelerations",
+    ]
+    assert all("--simulation" in p for p in err.value.problems)
+    require_standard_timings(config, simulation=True)  # a simulation may shorten them
+
+
+def test_exactly_the_standards_values_are_accepted_without_the_simulation_flag(tmp_path: Path) -> None:
+    standard = GOOD + """
+[inspection]
+time_scale = 1.0
+
+[inspection.two_speed_idle]
+precondition_s = 30
+high_idle_settle_s = 15
+idle_settle_s = 15
+measure_s = 30
+
+[inspection.free_acceleration]
+purge_accelerations = 3
+"""
+    config = load_config(write(tmp_path, standard), environ={})
+    assert shortened_problems(config) == []
+    require_standard_timings(config, simulation=False)
+    # the defaults are the standard's too
+    assert shortened_problems(load_config(write(tmp_path, GOOD), environ={})) == []
+
+
+def test_check_config_refuses_shortened_timings_unless_checked_as_a_simulation(tmp_path: Path) -> None:
+    path = write(tmp_path, SHORTENED)
+    refused = subprocess.run([sys.executable, "-m", "laned.cli", "check-config", str(path)],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2
+    assert "inspection.two_speed_idle.measure_s = 5 s, below the standard's 30 s" in refused.stderr
+    accepted = subprocess.run([sys.executable, "-m", "laned.cli", "check-config", "--simulation", str(path)],
+                              capture_output=True, text=True, cwd=ROOT)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "simulation only — 5 shortened setting(s)" in accepted.stdout
+    assert "inspection.time_scale = 0.1, below the standard's 1" in accepted.stdout

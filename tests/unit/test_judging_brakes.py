@@ -143,12 +143,161 @@ def test_braking_start_threshold_is_the_configured_share_of_the_wheel_load():
     assert analyse_axle(m, brakes.braking_start.wheel_load_pct.value).braking_start_index == 6
 
 
-def test_no_braking_detected_fails_the_imbalance_with_a_note():
-    # threshold 250 N never exceeded after the prompt
-    v = judged(axle((100, 200, 250), (100, 200, 240)))
+# ---------------------------------------------------------------- a wheel that never brakes
+#
+# Issue 15, point 4, worked by hand from standards.md ("Brakes on a roller tester").
+# Both wheels 3000 N; RATE 4 Hz; the prompt is index 3 and the second before it (indices 0..3) is
+# 50 N on both sides: drag_L = drag_R = 50 N. "Braking" threshold per wheel: 50 + 5 % × 3000 = 200 N,
+# exceeded strictly. Axle load G = 6000 N.
+#
+# The working wheel (left) rises 145 N a sample from 195 N to 1500 N and holds:
+#   index  4    5    6    7    8    9    10    11    12    13    14    15
+#   F_L   195  340  485  630  775  920  1065  1210  1355  1500  1500  1500
+# index 4: 195 ≤ 200; index 5: 340 > 200 → braking starts at 5, the left wheel brakes from there.
+# F_L,max = 1500, first reached at 13.
+
+DRAG = (50.0, 50.0, 50.0, 50.0)
+WORKING = (195, 340, 485, 630, 775, 920, 1065, 1210, 1355, 1500, 1500, 1500)
+FLAT = (50,) * 12
+# the issue's dead wheel: flat at its drag with one 10 N noise step at index 6, after braking started
+DEAD = (50, 50, 60, 50, 50, 50, 50, 50, 50, 50, 50, 50)
+
+
+def on_rollers(left, right, *, position="rear", slip_l=None, slip_r=None):
+    return axle(left, right, loads=(3000.0, 3000.0), pre_l=DRAG, pre_r=DRAG, position=position,
+                slip_l=slip_l, slip_r=slip_r)
+
+
+def test_a_dead_rear_brake_fails_the_imbalance_over_the_working_wheels_whole_rise():
+    # F_R,max = 60 (its noise step at 6) ≤ 200: the right wheel never brakes and ends nothing.
+    # Window: braking start 5 … the left wheel's F_max at 13. |F_L − F_R| grows with F_L (the right
+    # stays 50 except 60 at 6): largest at 13, |1500 − 50| = 1450 N = ΔF.
+    # Axle rate (1500 + 60) / 6000 = 26.0 % → rear under 60 %: imbalance = ΔF / G = 1450 / 6000
+    # = 24.166… → 24.2 %, over 10 % of axle load (in use). (The old code ended the window at the
+    # dead wheel's noise peak, index 6: ΔF max(|340 − 50|, |485 − 60|) = 425 → 7.1 %, a pass.)
+    m = on_rollers(WORKING, DEAD)
+    a = analyse_axle(m, START_PCT)
+    assert (a.left_braking, a.right_braking) == (True, False)
+    assert (a.braking_start_index, a.window_start_index, a.window_end_index) == (5, 5, 13)
+    assert (a.left_max_n, a.left_max_index, a.right_max_n, a.right_max_index) == (1500.0, 13, 60.0, 6)
+    assert a.diff_n == 1450.0
+    assert (a.diff_point.index, a.diff_point.left_n, a.diff_point.right_n) == (13, 1500, 50)
+    v = judged(m)
+    rate, imbalance = v.check_named("axle_brake_rate"), v.check_named("imbalance")
+    assert (rate.value, rate.limit, rate.outcome) == (26.0, 20.0, "pass")
+    assert (imbalance.value, imbalance.limit, imbalance.outcome) == (24.2, 10.0, "fail")
+    assert imbalance.basis == "ΔF / axle load (rear axle, brake rate below the switch)"
+    assert v.verdict == "fail"
+    # new registration: 24.2 % > 8 % of axle load
+    assert judged(m, new_registration=True).check_named("imbalance").outcome == "fail"
+
+
+def test_a_dead_front_brake_is_judged_over_the_same_window():
+    # Same curves on the front axle: window 5..13, ΔF 1450 N; front basis ΔF / max(F_L,max, F_R,max)
+    # = 1450 / 1500 = 96.66… → 96.7 % > 24 % (the old window gave 425 / 1500 = 28.3 %).
+    # Axle rate 26.0 % < 60 % (front) fails too.
+    v = judged(on_rollers(WORKING, DEAD, position="front"))
     imbalance = v.check_named("imbalance")
-    assert (imbalance.value, imbalance.outcome, imbalance.note) == (None, "fail", "no braking detected")
-    assert v.braking_start_index is None
+    assert (imbalance.value, imbalance.limit, imbalance.outcome) == (96.7, 24.0, "fail")
+    assert imbalance.basis == "ΔF / max(F_L,max, F_R,max)"
+    assert (v.window_end_index, v.diff_index, v.diff_dan) == (13, 13, 145.0)
+    assert v.check_named("axle_brake_rate").value == 26.0
+
+
+@pytest.mark.parametrize(
+    ("spike_n", "right_braking", "window_end", "diff_n", "rate_pct", "imbalance_pct", "outcome"),
+    [
+        # spike 200 N = drag + exactly 5 %: not exceeded, still a dead wheel; window 5..13, ΔF 1450
+        # rate (1500 + 200) / 6000 = 28.33… → 28.3 %; imbalance 1450 / 6000 = 24.2 % → fail
+        (200, False, 13, 1450.0, 28.3, 24.2, "fail"),
+        # spike 201 N > 200: the right wheel braked at 6 and its F_max (201, at 6) ends the window:
+        # window 5..6: |340 − 50| = 290, |485 − 201| = 284 → ΔF 290; rate 1701 / 6000 = 28.35 → 28.4 %;
+        # imbalance 290 / 6000 = 4.83… → 4.8 % → pass (the standard's own threshold)
+        (201, True, 6, 290.0, 28.4, 4.8, "pass"),
+    ],
+)
+def test_a_noise_spike_makes_a_wheel_braking_only_when_it_exceeds_the_5_pct_threshold(
+    spike_n, right_braking, window_end, diff_n, rate_pct, imbalance_pct, outcome
+):
+    right = (50, 50, spike_n, *(50,) * 9)
+    m = on_rollers(WORKING, right)
+    a = analyse_axle(m, START_PCT)
+    assert (a.right_braking, a.window_end_index, a.diff_n) == (right_braking, window_end, diff_n)
+    v = judged(m)
+    assert v.check_named("axle_brake_rate").value == rate_pct
+    imbalance = v.check_named("imbalance")
+    assert (imbalance.value, imbalance.outcome) == (imbalance_pct, outcome)
+
+
+def test_a_weak_wheel_that_brakes_late_ends_the_window_at_its_own_max():
+    #   index  4   5   6   7   8   9   10   11   12   13   14   15
+    #   F_R   50  50  50  50  50  50  150  300  450  450  450  450
+    # the right wheel exceeds 200 at 11 (300): it brakes; F_R,max = 450 first at 12, before F_L,max at 13
+    # → window 5..12. |F_L − F_R|: 5: 290, 6: 435, 7: 580, 8: 725, 9: 870, 10: 1065 − 150 = 915,
+    # 11: 1210 − 300 = 910, 12: 1355 − 450 = 905 → ΔF = 915 at 10 (13's 1050 lies outside).
+    # Rate (1500 + 450) / 6000 = 32.5 % < 60: imbalance 915 / 6000 = 15.25 → 15.3 % > 10 → fail.
+    weak = (50, 50, 50, 50, 50, 50, 150, 300, 450, 450, 450, 450)
+    a = analyse_axle(on_rollers(WORKING, weak), START_PCT)
+    assert (a.left_braking, a.right_braking) == (True, True)
+    assert (a.braking_start_index, a.right_max_index, a.window_end_index) == (5, 12, 12)
+    assert (a.diff_n, a.diff_point.index) == (915.0, 10)
+    v = judged(on_rollers(WORKING, weak))
+    assert v.check_named("axle_brake_rate").value == 32.5
+    assert (v.check_named("imbalance").value, v.check_named("imbalance").outcome) == (15.3, "fail")
+
+
+def test_when_both_wheels_brake_the_window_ends_at_the_first_max():
+    #   index  4    5    6    7    8    9    10    11    12    13    14    15
+    #   F_R   190  330  470  610  750  890  1030  1170  1200  1200  1200  1100
+    # both exceed 200 at 5 (340, 330) → start 5; F_R,max 1200 first at 12, F_L,max at 13 → window 5..12.
+    # F_L − F_R: 5: 10, 6: 15, 7: 20, 8: 25, 9: 30, 10: 35, 11: 40, 12: 1355 − 1200 = 155 → ΔF 155 at 12
+    # (13's 300 and 15's 400 lie outside). Rate (1500 + 1200) / 6000 = 45.0 % < 60:
+    # imbalance 155 / 6000 = 2.58… → 2.6 % → pass.
+    right = (190, 330, 470, 610, 750, 890, 1030, 1170, 1200, 1200, 1200, 1100)
+    a = analyse_axle(on_rollers(WORKING, right), START_PCT)
+    assert (a.braking_start_index, a.window_end_index, a.diff_n, a.diff_point.index) == (5, 12, 155.0, 12)
+    v = judged(on_rollers(WORKING, right))
+    assert (v.check_named("axle_brake_rate").value, v.check_named("imbalance").value) == (45.0, 2.6)
+    assert v.verdict == "pass"
+
+
+def test_when_neither_wheel_brakes_the_window_is_the_whole_braking_phase():
+    # left 70 at 7, right 40 at 10 and 65 at 15, otherwise 50: nothing exceeds 200 → no braking start;
+    # window = every sample after the prompt, 4..15: |F_L − F_R| 20 at 7, 10 at 10, 15 at 15 → ΔF 20 at 7.
+    left = (50, 50, 50, 70, 50, 50, 50, 50, 50, 50, 50, 50)
+    right = (50, 50, 50, 50, 50, 50, 40, 50, 50, 50, 50, 65)
+    a = analyse_axle(on_rollers(left, right), START_PCT)
+    assert (a.left_braking, a.right_braking, a.braking_start_index) == (False, False, None)
+    assert (a.window_start_index, a.window_end_index, a.diff_n, a.diff_point.index) == (4, 15, 20.0, 7)
+    # rear: rate (70 + 65) / 6000 = 2.25 → 2.3 % < 20 → fail; imbalance 20 / 6000 = 0.33… → 0.3 %
+    v = judged(on_rollers(left, right))
+    assert (v.check_named("axle_brake_rate").value, v.check_named("axle_brake_rate").outcome) == (2.3, "fail")
+    imbalance = v.check_named("imbalance")
+    assert (imbalance.value, imbalance.outcome) == (0.3, "pass")
+    assert imbalance.note == "neither wheel braked: window is the whole braking phase"
+    assert v.braking_start_index is None and v.verdict == "fail"
+    # front: 20 / max(70, 65) = 28.57… → 28.6 % > 24 % → fail
+    assert judged(on_rollers(left, right, position="front")).check_named("imbalance").value == 28.6
+
+
+def test_a_slip_latched_on_a_dead_wheel_ends_nothing():
+    # the right (dead) wheel's slip input latched at 6 (offset 2): it never braked, so the window still
+    # runs 5..13 and ΔF = 1450 → 24.2 % (the old code ended it at the slip: 425 → 7.1 %)
+    a = analyse_axle(on_rollers(WORKING, DEAD, slip_r=2), START_PCT)
+    assert (a.window_end_index, a.diff_n) == (13, 1450.0)
+    assert judged(on_rollers(WORKING, DEAD, slip_r=2)).check_named("imbalance").value == 24.2
+
+
+def test_a_braking_wheel_that_locks_ends_the_window_at_lock_up_against_a_dead_wheel():
+    # the left wheel locks at 11 (offset 7, 1210 N): F_L,max = 1210 at 11 (later samples do not count);
+    # window 5..11, ΔF = 1210 − 50 = 1160 at 11; rate (1210 + 60) / 6000 = 21.16… → 21.2 % ≥ 20;
+    # imbalance 1160 / 6000 = 19.33… → 19.3 % > 10 → fail
+    m = on_rollers(WORKING, DEAD, slip_l=7)
+    a = analyse_axle(m, START_PCT)
+    assert (a.left_max_n, a.left_max_index, a.window_end_index, a.diff_n) == (1210.0, 11, 11, 1160.0)
+    v = judged(m)
+    assert (v.check_named("axle_brake_rate").value, v.check_named("axle_brake_rate").outcome) == (21.2, "pass")
+    assert (v.check_named("imbalance").value, v.check_named("imbalance").outcome) == (19.3, "fail")
 
 
 # ---------------------------------------------------------------- axle brake rate

@@ -351,3 +351,12 @@ def test_ack_dumped_to_a_dict_uses_the_manuals_names() -> None:
     dumped = PdaAck(capture_id="c1", accepted=True, complete=True).model_dump(mode="json")
     assert dumped == {"schema": "pda-ack/1", "capture_id": "c1", "accepted": True,
                       "complete": True, "missing_photos": [], "errors": []}
+
+
+def test_an_accepted_ack_says_why_a_photo_is_still_missing() -> None:
+    ack = PdaAck(capture_id="c1", accepted=True, complete=False, missing_photos=["vin"],
+                 errors=[FieldError(field="photos.2", error="photo 'vin' arrived with 5 bytes")])
+    assert ack.to_json_bytes() == (
+        b'{"schema": "pda-ack/1", "capture_id": "c1", "accepted": true, "complete": false, '
+        b'"missing_photos": ["vin"], "errors": [{"field": "photos.2", "error": "photo \'vin\' arrived with 5 bytes"}]}'
+    )

@@ -232,7 +232,8 @@ def test_replies_and_events_always_carry_every_field_even_when_null() -> None:
 
 def test_results_always_carry_the_envelope_but_items_promise_only_code_item_verdict() -> None:
     envelope = ["schema", "result_id", "inspection_no", "station", "lane", "clocks", "vehicle", "verdict",
-                "items", "photos", "devices", "not_completed", "aborted", "inspector", "platform_record", "signature"]
+                "items", "photos", "devices", "not_completed", "aborted", "inspector", "simulation",
+                "procedure_timings", "platform_record", "signature"]
     assert required("result-safety.v1.json") == envelope
     assert required("result-emissions.v1.json") == [*envelope, "method", "obd"]
     assert required("result-safety.v1.json", "$defs", "ResultItem") == ["code", "item", "verdict"]
