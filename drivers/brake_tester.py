@@ -44,6 +44,7 @@ from pymodbus.pdu import ModbusPDU
 
 from drivers.base import Backoff, Driver
 from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
+from drivers.port_lock import in_use_detail, lock_holder
 from protocols import brake_tester as bt
 from protocols.errors import ProtocolError
 
@@ -197,6 +198,9 @@ class BrakeTesterDriver(Driver):
             gc.collect()  # pyserial had opened and locked the port when pymodbus failed: release it now
             raise DeviceUnavailable(self.name, failure, port=self.port)
         if not connected:
+            if lk.transport == "rtu" and lock_holder(lk.serial_port) is not None:
+                # pymodbus opens the port exclusively (flock) and only logs why it could not
+                raise DeviceUnavailable(self.name, in_use_detail(lk.serial_port), port=self.port)
             what = "TCP connection" if lk.transport == "tcp" else "serial port"
             raise DeviceUnavailable(self.name, f"cannot open the {what} (is the tester on and the address right?)",
                                     port=self.port)

@@ -12,11 +12,14 @@ loop's next tick and reads it there straight from the descriptor; between polls 
 no reader at all, so the replies of a 20 Hz device cost no wake-up and no event-loop work of
 their own (docs/performance.md). Any other request, and a reply not whole at the tick, has the
 transport's reader back and takes bytes as they come.
+
+A local port is opened exclusively, by the lock serial tools honour (drivers/port_lock.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import select
 import termios
@@ -28,6 +31,7 @@ import serial_asyncio_fast
 
 from drivers.base import READ_REPLY_AT
 from drivers.errors import DeviceTimeout, DeviceUnavailable
+from drivers.port_lock import in_use_detail, is_local_port
 from protocols.errors import FrameError
 
 
@@ -108,12 +112,17 @@ class SerialLink:
         self.bytes_in = 0
 
     async def open(self) -> None:
+        """Open the port, exclusively when it is a local device (drivers/port_lock.py): a port that
+        another process holds is refused with `DeviceUnavailable` naming that process."""
         loop = asyncio.get_running_loop()
+        exclusive = {"exclusive": True} if is_local_port(self.port) else {}
         try:
             transport, protocol = await serial_asyncio_fast.create_serial_connection(
-                loop, _Receiver, self.port, **self.settings
+                loop, _Receiver, self.port, **self.settings, **exclusive
             )
         except (serial.SerialException, OSError) as exc:
+            if exclusive and getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise DeviceUnavailable(self.device, in_use_detail(self.port), port=self.port) from None
             raise DeviceUnavailable(self.device, f"cannot open serial port: {exc}", port=self.port) from None
         self._transport, self._rx, self._lost, self._paused = transport, protocol, None, False
         self._serial = transport.get_extra_info("serial")  # pyserial's port, for reads while paused

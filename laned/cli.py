@@ -11,8 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from laned.errors import ConfigError
+from laned.errors import ConfigError, LaneBusy, LaneCrashed
 from laned.logging import configure_logging
+
+#: `laned run`'s exit status when a task of the daemon crashed (EX_SOFTWARE, sysexits.h); 2: a bad config
+EXIT_CRASHED = 70
+#: `laned run` / `laned daily-check`: another process already runs this lane (docs/operations.md)
+EXIT_LANE_BUSY = 3
 
 #: `laned simulate NAME` -> the simulator module (each offers add_arguments(parser) and run(args))
 SIMULATORS = {
@@ -26,6 +31,7 @@ SIMULATORS = {
 def _cmd_run(args: argparse.Namespace) -> int:
     from laned.config import load_config, require_standard_timings
     from laned.daemon import Lane
+    from laned.lane_lock import LaneLock
     from laned.systemd import run_lane
 
     try:
@@ -36,12 +42,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     os.umask(0o077)  # whatever the shell's umask, what the daemon writes is its own (records hold VINs)
+    try:  # before the outbox, the ports and the broker: a second daemon on this lane must touch none of them
+        lock = LaneLock.for_config(config, role="run").acquire()
+    except LaneBusy as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return EXIT_LANE_BUSY
+    except ConfigError as exc:
+        print(f"laned: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         lane = Lane(config, simulation=args.simulation)
         await run_lane(lane)  # SIGTERM/SIGINT stop it; systemd gets READY, STATUS, WATCHDOG, STOPPING
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except LaneCrashed as exc:  # logged as task_crashed with its traceback; the lane stopped in order
+        print(f"laned: {exc}", file=sys.stderr)
+        return EXIT_CRASHED
+    finally:
+        lock.release()
     return 0
 
 

@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from laned.daily_checks import DailyCheckSettings
 from laned.errors import ConfigError
 from laned.procedures import StandardTiming
+from laned.procedures.asm_settings import AsmSettings
 from laned.procedures.brake_items import BrakeSettings
 from laned.procedures.free_acceleration import FreeAccelerationSettings
+from laned.procedures.lug_down_settings import LugDownSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
 from protocols.datafiles import CONFIG_DIR
 from protocols.messages import MAX_COMMAND_BYTES
@@ -51,6 +53,28 @@ class TlsConfig(_Strict):
         return self
 
 
+def parse_broker_address(entry: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` as (host, port); ValueError naming the entry."""
+    text = entry.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or (close + 1 < len(text) and text[close + 1] != ":"):
+            raise ValueError(f"broker {entry!r}: expected [address] or [address]:port")
+        host, port_text = text[1:close], text[close + 2 :]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        raise ValueError(f"broker {entry!r}: an IPv6 address goes in brackets, e.g. [{text}]:1883")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"broker {entry!r}: no host name")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"broker {entry!r}: port {port_text!r} is not a number from 1 to 65535")
+    return host, int(port_text)
+
+
 class MqttConfig(_Strict):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
@@ -74,6 +98,32 @@ class MqttConfig(_Strict):
     max_pda_photo_bytes: int = Field(
         MAX_PHOTO_BYTES, ge=64 * 1024, le=PHOTO_BYTES_MAX, description="largest JPEG on …/pda/photo/+/+"
     )
+    hosts: list[str] | None = Field(
+        None,
+        min_length=1,
+        description='brokers in order of preference, each "host" or "host:port" ("[v6]:port"): the first is '
+        "the primary; replaces host and port",
+    )
+    primary_retry_s: float = Field(
+        60.0, gt=0, description="while on a secondary broker, how often the primary is tried again (s)"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_broker(self) -> MqttConfig:
+        if self.hosts is not None:
+            both = sorted({"host", "port"} & self.model_fields_set)
+            if both:
+                raise ValueError(f"hosts replaces {' and '.join(both)}: set one or the other")
+            for entry in self.hosts:
+                parse_broker_address(entry, self.port)  # raises ValueError naming the entry
+        return self
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of every broker, the primary first: `hosts`, or the one `host`/`port`."""
+        if self.hosts is None:
+            return [(self.host, self.port)]
+        return [parse_broker_address(entry, self.port) for entry in self.hosts]
 
     def resolved_password(self) -> str | None:
         if self.password is not None:
@@ -206,6 +256,12 @@ class InspectionSettings(_Strict):
     free_acceleration: FreeAccelerationSettings = Field(
         default_factory=FreeAccelerationSettings, description="the free acceleration test on the opacimeter"
     )
+    asm: AsmSettings = Field(
+        default_factory=AsmSettings, description="the steady-state ASM test on the dynamometer (standards.md `asm.*`)"
+    )
+    lug_down: LugDownSettings = Field(
+        default_factory=LugDownSettings, description="the lug-down test on the dynamometer (standards.md `lug.*`)"
+    )
     daily_checks: DailyCheckSettings = Field(
         default_factory=DailyCheckSettings, description="the gas analyzer's daily leak check and HC residue"
     )
@@ -218,6 +274,8 @@ class InspectionSettings(_Strict):
             *self.brake.standard_timings("inspection.brake."),
             *self.two_speed_idle.standard_timings("inspection.two_speed_idle."),
             *self.free_acceleration.standard_timings("inspection.free_acceleration."),
+            *self.asm.standard_timings("inspection.asm."),
+            *self.lug_down.standard_timings("inspection.lug_down."),
         )
 
 

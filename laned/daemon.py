@@ -11,6 +11,13 @@ inspection resumes only once the lane is online and the broker connected (`up`).
 Stop (SIGTERM, SIGINT): every device is put in its safe state first (motors off,
 pump off), then the offline status is published, then the ports and the broker
 connection close.
+
+Supervision: every task the lane spawns must run for the lane's whole life. One
+that ends (an unexpected error, or it returned) is logged as `task_crashed`
+with its traceback, the lane stops in the same order, and `run()` raises
+`LaneCrashed`, so `laned run` exits non-zero and systemd restarts it. The lane's
+own loops beat a heartbeat (`beat()`); `stalled_loops()` names those that did
+not, and the systemd watchdog is fed only while it names none.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from drivers.base import Driver
 from laned import __version__
 from laned.config import LaneConfig, require_standard_timings
 from laned.devices import build_driver, reading_to_live
+from laned.errors import LaneCrashed
 from laned.mqtt import MqttLink, Topics
 from laned.outbox import Outbox
 from laned.private_files import private_dir
@@ -73,6 +81,8 @@ class Lane:
             on_message=self._dispatch,
             subscriptions=[self.topics.commands, f"{self.topics.pda}/capture", f"{self.topics.pda}/photo/#"],
             on_oversize=self._refuse_oversize,
+            on_connected=self.publish_status,  # the status re-sent on connect names the broker now in use
+            on_progress=lambda: self.beat("mqtt", self._mqtt_period_s()),
         )
         self.started_at = time.time()
         self.online = False
@@ -86,6 +96,10 @@ class Lane:
         self.runner = InspectionRunner(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+        self._forever: set[str] = set()  # names of the tasks that must not end before the lane stops
+        self.crashed: LaneCrashed | None = None
+        self._beats: dict[str, tuple[float, float]] = {}  # loop -> (last beat, its period s), monotonic
         self.log = log.bind(station=config.lane.station, lane=config.lane.lane)
         for driver in self.drivers.values():
             driver.add_health_listener(self._on_health)
@@ -109,6 +123,7 @@ class Lane:
             "inspection": self.inspection,
             "outbox": self.outbox.stats(),
             "daily_checks": self._daily_checks_status(),
+            "broker": self.mqtt.broker if is_online and self.mqtt.connected else None,
             **self.status_extra,
         }
 
@@ -181,17 +196,61 @@ class Lane:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Awaitable[Any], name: str, *, forever: bool = True) -> asyncio.Task[Any]:
+        """Run `coro` as a supervised task: if it raises (or, `forever`, ends at all) before the
+        lane stops, the lane stops and `run()` raises `LaneCrashed`."""
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.append(task)
+        if forever:
+            self._forever.add(name)
+        task.add_done_callback(functools.partial(self._task_ended, forever=forever))
         return task
 
+    def _task_ended(self, task: asyncio.Task[Any], *, forever: bool) -> None:
+        if self._stopping:
+            return
+        cause = None if task.cancelled() else task.exception()
+        if cause is None and not forever and not task.cancelled():
+            return
+        if self.crashed is None:
+            self.crashed = LaneCrashed(task.get_name(), cause)
+        self.log.error(
+            "task_crashed",
+            task=task.get_name(),
+            error=repr(cause) if cause is not None else "ended",
+            exc_info=cause if cause is not None else False,
+        )
+        self._stop.set()
+
+    def beat(self, loop: str, period_s: float) -> None:
+        """`loop` made progress and will again within `period_s`."""
+        self._beats[loop] = (time.monotonic(), period_s)
+
+    def _mqtt_period_s(self) -> float:
+        """The longest the MQTT link may go without a turn of its loop or a status published
+        (once a status tick, when online): a reconnect pause at its longest (with jitter), a
+        connect and a publish at aiomqtt's timeout (10 s each), the start before online."""
+        mqtt = self.config.mqtt
+        return max(self.status_interval_s, self.startup_grace_s, 1.2 * mqtt.reconnect_max_s + 20.0)
+
+    def stalled_loops(self, max_age_s: float = 0.0) -> list[str]:
+        """The supervised loops that did not beat within three of their periods (and not within
+        `max_age_s`), and the supervised tasks that ended: empty while the lane makes progress."""
+        now = time.monotonic()
+        stalled = [
+            loop for loop, (at, period_s) in self._beats.items() if now - at > max(3 * period_s, max_age_s)
+        ]
+        ended = [t.get_name() for t in self._tasks if t.done() and t.get_name() in self._forever]
+        return stalled + ended
+
     async def run(self, *, ready: Callable[[], None] | None = None) -> None:
+        """Run until `request_stop()`; raises `LaneCrashed` (after the ordered stop) if a task crashed."""
         self.log.info(
             "lane_starting",
             devices=sorted(self.drivers),
-            broker=f"{self.config.mqtt.host}:{self.config.mqtt.port}",
+            broker=self.mqtt.broker,
+            brokers=[f"{h}:{p}" for h, p in self.mqtt.brokers],
             outbox_pending=self.outbox.depth,
             version=__version__,
         )
@@ -200,13 +259,16 @@ class Lane:
             if name in self.live_enabled:
                 driver.readings.listen(functools.partial(self._forward_live, name, driver.kind))
         self.spawn(self.mqtt.run(), "mqtt")
-        self.spawn(self._go_online(ready), "online")
+        self.spawn(self._go_online(ready), "online", forever=False)
+        self.beat("status", self.status_interval_s)
         self.spawn(self._status_ticker(), "status")
         self.runner.resume()
         try:
             await self._stop.wait()
         finally:
             await self.shutdown()
+        if self.crashed is not None:
+            raise self.crashed from self.crashed.cause
 
     async def _go_online(self, ready: Callable[[], None] | None) -> None:
         waits = [driver.wait_connected(self.startup_grace_s) for driver in self.drivers.values()]
@@ -223,9 +285,11 @@ class Lane:
             ready()
 
     async def _status_ticker(self) -> None:
+        period_s = self.status_interval_s
         while True:
             await asyncio.sleep(self.status_interval_s)
             self.publish_status()
+            self.beat("status", period_s)
 
     def _forward_live(self, name: str, kind: str, reading: Any) -> None:
         """Every reading to `…/live/{name}` in the driver's own turn (a Broadcast listener)."""
@@ -233,12 +297,18 @@ class Lane:
 
     async def shutdown(self) -> None:
         """Safe states first, then the offline status, then everything else."""
-        self.log.info("lane_stopping")
+        self._stopping = True
+        self.log.info("lane_stopping", crashed=self.crashed.task if self.crashed else None)
         self.runner.cancel()  # first, and without waiting: the procedure sends no further command
         await asyncio.gather(*(driver.safe_stop() for driver in self.drivers.values()))
         await self.runner.wait_stopped()
         self.online = False
-        await self.mqtt.stop(final_status=self.status_document(online=False))
+        try:
+            final_status = self.status_document(online=False)
+        except Exception:  # what broke the lane may break its status too: the will's document then
+            self.log.exception("final_status_unavailable")
+            final_status = None
+        await self.mqtt.stop(final_status=final_status, fallback_to_will=True)
         for driver in self.drivers.values():
             await driver.stop()
         for task in self._tasks:

@@ -12,8 +12,8 @@ The checks run either on the station's MQTT command `…/cmd/daily-check`
 (`run_daily_checks`, events on `…/event` as steps `daily_check` and
 `daily_check.<check>`, prompts `cap_probe` / `uncap_probe` for the leak check)
 or from the lane PC with `laned daily-check --config FILE` (`add_arguments` /
-`run`), which talks to the analyzer directly and needs no broker — stop the
-daemon first, the serial port is one process's at a time.
+`run`): through the daemon's command when a daemon runs the lane, otherwise on
+the analyzer's port directly, with no broker (one process per lane and port).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.errors import DeviceError, DeviceRefused
+from drivers.errors import DeviceError, DeviceRefused, DeviceUnavailable
 from laned.private_files import open_private, private_dir
 from laned.procedures.emissions_items import ReadingFeed, settings_from
 from laned.procedures.two_speed_idle import HcResidueSettings, hc_residue_check, stop_pump
@@ -348,14 +348,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Run the daily checks on the analyzer of a lane config, without the daemon or a broker.
+    """Run the daily checks on the analyzer of a lane config: through the daemon when one runs the
+    lane (over MQTT, laned/daily_check_remote.py), otherwise on the port itself, without a broker,
+    holding the lane's lock (laned/lane_lock.py) so that no daemon starts meanwhile.
 
     Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale
-    below 1 without `--simulation` included), 3 the analyzer does not answer."""
+    below 1 without `--simulation` included), 3 the checks could not run: the analyzer does not
+    answer, another `laned daily-check` has the lane, or the running daemon refused them or did
+    not answer."""
     from laned.config import load_config, require_standard_timings
-    from laned.devices import build_driver
-    from laned.errors import ConfigError
+    from laned.errors import ConfigError, LaneBusy
     from laned.judging.limits import load_limits
+    from laned.lane_lock import LaneLock
 
     try:
         config = load_config(args.config)
@@ -370,8 +374,33 @@ async def run(args: argparse.Namespace) -> int:
         log.error("daily_check_no_analyzer", config=str(args.config), device=args.device,
                   analyzers=sorted(analyzers))
         return 2
+    lock = LaneLock.for_config(config, role="daily-check")
+    try:
+        lock.acquire()
+    except LaneBusy as exc:
+        if exc.owner is not None and exc.owner.role == "run":  # the daemon has the ports: ask it
+            from laned.daily_check_remote import run_through_daemon
+
+            return await run_through_daemon(config, exc.owner, args.checks)
+        print(f"laned: {exc}", file=sys.stderr, flush=True)
+        return 3
+    except ConfigError as exc:
+        log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)
+        return 2
+    try:
+        return await _run_on_the_ports(args, config, name, analyzers[name], limits)
+    finally:
+        lock.release()
+
+
+async def _run_on_the_ports(args: argparse.Namespace, config: Any, name: str, analyzer_config: Any,
+                            limits: TwoSpeedIdleLimits) -> int:
+    """The checks on the analyzer's own port, this process holding the lane's lock."""
+    from drivers.port_lock import in_use_detail, lock_holder
+    from laned.devices import build_driver
+
     settings = settings_from(config.inspection, "daily_checks", DailyCheckSettings)
-    driver = build_driver(name, analyzers[name])
+    driver = build_driver(name, analyzer_config)
     daily = DailyChecks(config.lane.state_dir / "daily-checks.json")
 
     def announce(kind: str, step: str, text: str, *, action: str | None = None, **data: Any) -> None:
@@ -387,13 +416,16 @@ async def run(args: argparse.Namespace) -> int:
         else:
             await asyncio.sleep(settings.cap_wait_s * config.inspection.time_scale)
 
+    if lock_holder(driver.port) is not None:  # held by a process that is not a daemon of this lane: say so now
+        log.error("daily_check_analyzer_unavailable", device=name, port=driver.port,
+                  error=str(DeviceUnavailable(name, in_use_detail(driver.port), port=driver.port)))
+        return 3
     supervisor = asyncio.create_task(driver.run(), name=f"driver-{name}")
     try:
         try:
             await driver.wait_connected(settings.connect_timeout_s)
         except DeviceError as exc:
-            log.error("daily_check_analyzer_unavailable", device=name, port=driver.port, error=str(exc),
-                      hint="is the daemon running? stop it, or send …/cmd/daily-check instead")
+            log.error("daily_check_analyzer_unavailable", device=name, port=driver.port, error=str(exc))
             return 3
         results = await perform_daily_checks(driver, daily, args.checks, limits=limits, settings=settings,
                                              time_scale=config.inspection.time_scale, announce=announce,

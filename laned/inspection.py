@@ -309,6 +309,10 @@ class InspectionRunner:
             self._reply(command.request_id, "daily-check", [f"lane busy with inspection {self.current.inspection_no}"],
                         payload=payload)
             return
+        if self._daily_task is not None and not self._daily_task.done():  # one run at a time on the analyzer
+            self._reply(command.request_id, "daily-check", ["the gas analyzer's daily checks are running now: "
+                                                            "start again when they have finished"], payload=payload)
+            return
         from laned.daily_checks import run_daily_checks
 
         self._reply(command.request_id, "daily-check", [], payload=payload)

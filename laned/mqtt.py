@@ -101,7 +101,7 @@ def publish_packet(topic: bytes, payload: bytes, *, v5: bool = False) -> bytes:
     return bytes(head)
 
 
-def connect_failure_fields(config: LaneConfig, exc: Exception) -> dict[str, str]:
+def connect_failure_fields(config: LaneConfig, exc: Exception, host: str | None = None) -> dict[str, str]:
     """What a technician needs beside the library's words when the connection cannot be made:
     which files are in play, and which of them (or the broker's certificate) the error points at."""
     mqtt = config.mqtt
@@ -118,7 +118,7 @@ def connect_failure_fields(config: LaneConfig, exc: Exception) -> dict[str, str]
     elif not tls.enabled:
         pass
     elif "mismatch" in error and "CERTIFICATE_VERIFY_FAILED" in error:
-        fields["hint"] = f"the broker's certificate does not name mqtt.host {mqtt.host!r} (its SAN list)"
+        fields["hint"] = f"the broker's certificate does not name mqtt.host {(host or mqtt.host)!r} (its SAN list)"
     elif "CERTIFICATE_VERIFY_FAILED" in error:
         fields["hint"] = "the broker's certificate is not signed by mqtt.tls.ca_file (wrong CA file, or expired)"
     elif "ALERT" in error.upper() and ("CERTIFICATE" in error.upper() or "UNKNOWN CA" in error.upper()):
@@ -187,6 +187,8 @@ class MqttLink:
         subscriptions: list[str] | None = None,
         live_queue_size: int = 1000,
         on_oversize: OversizeHandler | None = None,
+        on_connected: Callable[[], None] | None = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics.for_lane(config.mqtt.topic_prefix, config.lane.station, config.lane.lane)
@@ -210,12 +212,27 @@ class MqttLink:
         self.connects = 0
         self.last_error: str | None = None
         self._stopping = False
+        self.brokers = config.mqtt.brokers  # the primary first
+        self._broker_index = 0  # the broker connected to, or tried next
+        self._will = b""  # the will of the current connection
+        self._on_connected = on_connected  # e.g. a fresh status, naming the broker now in use
+        self._on_progress = on_progress or (lambda: None)  # the link's loop turned: a heartbeat
 
     # ----- what the daemon calls ---------------------------------------------------
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def broker(self) -> str:
+        """`host:port` of the broker in use (or being tried)."""
+        host, port = self.brokers[self._broker_index]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def on_primary(self) -> bool:
+        return self._broker_index == 0
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout_s)
@@ -300,18 +317,22 @@ class MqttLink:
 
     # ----- the connection --------------------------------------------------------
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, *, probe: bool = False) -> dict[str, Any]:
+        """The connection to the broker in use; `probe`: a short one to the primary, under a client
+        id of its own (the lane's own would take over its session), with no will."""
         mqtt = self.config.mqtt
+        host, port = self.brokers[0 if probe else self._broker_index]
         kwargs: dict[str, Any] = {
-            "hostname": mqtt.host,
-            "port": mqtt.port,
-            "identifier": self.config.client_id,
+            "hostname": host,
+            "port": port,
+            "identifier": f"{self.config.client_id}-probe" if probe else self.config.client_id,
             "keepalive": mqtt.keepalive_s,
             "protocol": aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311,
-            "will": aiomqtt.Will(self.topics.status, dumps(self._offline_status()), qos=1, retain=True),
-            "timeout": 10,
+            "timeout": 5 if probe else 10,
             "max_queued_outgoing_messages": None,
         }
+        if not probe:
+            kwargs["will"] = aiomqtt.Will(self.topics.status, self._will_payload(), qos=1, retain=True)
         if mqtt.protocol != "5":
             kwargs["clean_session"] = True
         if mqtt.username:
@@ -328,10 +349,23 @@ class MqttLink:
         return kwargs
 
     async def run(self) -> None:
-        """Connect, serve, and reconnect with capped backoff and jitter until `stop()`."""
-        attempt = 0
+        """Connect, serve, and reconnect with capped backoff and jitter until `stop()`.
+
+        Only the network (`MqttError`) and files it cannot read (`OSError`) mean "reconnect".
+        Anything else (the outbox's disk full, a bug) is a crash: the offline status is
+        published on the connection still open, then the error propagates, so the daemon
+        stops and systemd restarts it instead of a link that is gone under a lane that looks
+        online (aiomqtt disconnects cleanly on the way out, and a clean disconnect sends no will).
+
+        Brokers (`mqtt.hosts`) are tried in order: a failed connect moves to the next one at
+        once; a round where every broker failed waits the backoff. On a secondary the link
+        tries the primary every `mqtt.primary_retry_s` and moves back when it answers."""
+        attempt = 0  # rounds of every broker failing
         mqtt = self.config.mqtt
         while not self._stopping:
+            self._on_progress()
+            broker = self.broker
+            moving_back = False
             try:
                 async with aiomqtt.Client(**self._client_kwargs()) as client:
                     # the outbox keeps a window of QoS-1 publishes in flight: not a warning each time
@@ -344,21 +378,37 @@ class MqttLink:
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     self._connected.set()
-                    log.info("mqtt_connected", broker=f"{mqtt.host}:{mqtt.port}", client_id=self.config.client_id)
+                    log.info(
+                        "mqtt_connected",
+                        broker=broker,
+                        primary=self.on_primary,
+                        client_id=self.config.client_id,
+                    )
                     self._status_dirty.set()
-                    await self._serve(client)
+                    try:
+                        if self._on_connected is not None:
+                            self._on_connected()
+                        moving_back = await self._serve(client)
+                    except (aiomqtt.MqttError, OSError):
+                        raise
+                    except Exception:
+                        await self._publish_offline_before_crash(client)
+                        raise
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a TLS or password file it cannot read
                 self.last_error = str(exc)
                 if self._connected.is_set():
-                    log.warning("mqtt_lost", broker=f"{mqtt.host}:{mqtt.port}", error=str(exc))
+                    log.warning("mqtt_lost", broker=broker, error=str(exc))
                 else:
                     log.warning(
                         "mqtt_connect_failed",
-                        broker=f"{mqtt.host}:{mqtt.port}",
+                        broker=broker,
                         error=str(exc),
                         attempt=attempt,
-                        **connect_failure_fields(self.config, exc),
+                        **connect_failure_fields(self.config, exc, self.brokers[self._broker_index][0]),
                     )
+                    self._next_broker()
+                    if self._broker_index != 0:
+                        continue  # the next broker at once; the backoff is for a whole round failing
             finally:
                 self._connected.clear()
                 self._client = None
@@ -367,24 +417,74 @@ class MqttLink:
                 self._drain_live()
             if self._stopping:
                 break
+            if moving_back:
+                self._broker_index = 0
+                continue
             delay = min(mqtt.reconnect_max_s, mqtt.reconnect_initial_s * 2 ** min(attempt, 16))
             delay *= random.uniform(0.8, 1.2)
             attempt += 1
             await asyncio.sleep(delay)
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    def _next_broker(self) -> None:
+        if len(self.brokers) > 1:
+            self._broker_index = (self._broker_index + 1) % len(self.brokers)
+            log.info("mqtt_trying_next_broker", broker=self.broker, primary=self.on_primary)
+
+    def _will_payload(self) -> bytes:
+        self._will = dumps(self._offline_status())
+        return self._will
+
+    async def _publish_offline_before_crash(self, client: aiomqtt.Client) -> None:
+        """The retained status to offline on the connection still open: aiomqtt's clean
+        disconnect on the way out of a crash would leave `online` retained (no will). The
+        will's own document if a fresh one cannot be made (the crash may be in what it reads)."""
+        self._connected.clear()
+        try:
+            payload = dumps(self._offline_status())
+        except Exception:
+            payload = self._will
+        with contextlib.suppress(Exception):
+            await client.publish(self.topics.status, payload, qos=1, retain=True, timeout=3)
+
+    async def _primary_answers(self) -> bool:
+        """The primary broker accepts an MQTT connection (then closed at once): more than a TCP
+        port that answers, which a load balancer with no broker behind it does too."""
+        try:
+            async with aiomqtt.Client(**self._client_kwargs(probe=True)):
+                return True
+        except (aiomqtt.MqttError, OSError):
+            return False
+
+    async def _back_to_primary(self) -> None:
+        """On a secondary broker: returns once the primary answers (tried every primary_retry_s)."""
+        while True:
+            await asyncio.sleep(self.config.mqtt.primary_retry_s)
+            if await self._primary_answers():
+                log.info("mqtt_primary_back", broker=self.broker, primary=f"{self.brokers[0][0]}:{self.brokers[0][1]}")
+                return
+
+    async def _serve(self, client: aiomqtt.Client) -> bool:
+        """Run the pumps until one fails (raised) or, on a secondary, the primary answers (True)."""
         tasks = [
             asyncio.create_task(self._status_pump(client), name="mqtt-status"),
             asyncio.create_task(self._outbox_pump(client), name="mqtt-outbox"),
             asyncio.create_task(self._live_pump(client), name="mqtt-live"),
             asyncio.create_task(self._receive(client), name="mqtt-receive"),
         ]
+        back = None
+        if not self.on_primary:
+            back = asyncio.create_task(self._back_to_primary(), name="mqtt-back-to-primary")
+            tasks.append(back)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 exc = task.exception()
                 if exc is not None:
                     raise exc
+            if back is not None and back in done:
+                return True
+            # a pump that ends without an error ends the connection: reconnect
+            raise aiomqtt.MqttError(f"{', '.join(t.get_name() for t in done)} ended")
         finally:
             for task in tasks:
                 task.cancel()
@@ -398,6 +498,7 @@ class MqttLink:
             self._status_dirty.clear()
             if self._status is not None:
                 await client.publish(self.topics.status, self._status, qos=1, retain=True)
+                self._on_progress()
 
     async def _outbox_pump(self, client: aiomqtt.Client, window: int = OUTBOX_WINDOW) -> None:
         """Send pending messages oldest first; remove each after its PUBACK. Up to `window` in flight,
@@ -490,9 +591,11 @@ class MqttLink:
         while not self._live.empty():
             self._live.get_nowait()
 
-    async def stop(self, final_status: dict[str, Any] | None = None) -> None:
-        """Publish the final (offline) status if connected, then disconnect for good."""
+    async def stop(self, final_status: dict[str, Any] | None = None, *, fallback_to_will: bool = False) -> None:
+        """Publish the final (offline) status if connected, then disconnect for good. Without a
+        final status, `fallback_to_will` publishes the connection's will document instead."""
         self._stopping = True
-        if final_status is not None and self._client is not None and self._connected.is_set():
+        payload = dumps(final_status) if final_status is not None else (self._will if fallback_to_will else b"")
+        if payload and self._client is not None and self._connected.is_set():
             with contextlib.suppress(Exception):
-                await self._client.publish(self.topics.status, dumps(final_status), qos=1, retain=True, timeout=3)
+                await self._client.publish(self.topics.status, payload, qos=1, retain=True, timeout=3)

@@ -9,8 +9,10 @@ newline-separated `KEY=value` assignments to it:
   ended, broker connected): `systemctl start` returns then;
 - `STATUS=…` the lane's one-line status (`Lane.status_line()`), shown by
   `systemctl status`, sent when it changes and refreshed every few seconds;
-- `WATCHDOG=1` every half watchdog period, from the event loop itself, so a
-  hung loop stops feeding and systemd restarts the daemon;
+- `WATCHDOG=1` every half watchdog period, from the event loop itself, and only
+  while the lane's own loops make progress (`Lane.stalled_loops()` names none):
+  a hung event loop, or a loop of the lane that stopped beating, stops feeding
+  and systemd restarts the daemon;
 - `EXTEND_TIMEOUT_USEC=…` while starting: a lane waiting for its broker is
   alive, not hung, and must not be killed by the start timeout;
 - `STOPPING=1` as soon as a stop is requested (safe stop follows).
@@ -196,8 +198,12 @@ class SystemdNotifier:
 
     # ----- the loop ------------------------------------------------------------------------
 
-    async def run(self, status_line: Callable[[], str]) -> None:
-        """Feed the watchdog and keep STATUS current until cancelled. Returns at once when inert."""
+    async def run(self, status_line: Callable[[], str], stalled: Callable[[], list[str]] | None = None) -> None:
+        """Feed the watchdog and keep STATUS current until cancelled. Returns at once when inert.
+
+        `stalled` names the loops that made no progress lately: while it names any, the watchdog
+        is not fed (logged once as `watchdog_withheld`), so systemd restarts a daemon whose event
+        loop runs but whose work stopped."""
         if not self.enabled:
             return
         log.info(
@@ -207,12 +213,13 @@ class SystemdNotifier:
         )
         next_heartbeat = time.monotonic()
         next_status = time.monotonic()
+        withheld: list[str] = []
         while True:
             now = time.monotonic()
             if now >= next_heartbeat:
                 next_heartbeat = now + self.heartbeat_s
                 if self.watchdog_interval_s is not None:
-                    self.watchdog()
+                    withheld = self._feed_watchdog(stalled, withheld)
                 if not self._ready_wanted and not self._stopping_wanted:
                     # "still starting, and alive": 3 heartbeats, so one late heartbeat is no failure
                     self.extend_timeout(3 * self.heartbeat_s)
@@ -227,6 +234,21 @@ class SystemdNotifier:
             wait_s = max(0.0, min(next_heartbeat, next_status) - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), wait_s)
+
+    def _feed_watchdog(self, stalled: Callable[[], list[str]] | None, withheld: list[str]) -> list[str]:
+        """WATCHDOG=1 unless a loop stalled; returns the stalled loops (logged when they change)."""
+        try:
+            now_stalled = stalled() if stalled is not None else []
+        except Exception as exc:  # a check that fails cannot vouch for the lane
+            now_stalled = [f"check failed: {exc!r}"]
+        if not now_stalled:
+            if withheld:
+                log.info("watchdog_resumed")
+            self.watchdog()
+        elif now_stalled != withheld:
+            log.error("watchdog_withheld", stalled=now_stalled,
+                      hint="systemd restarts the daemon when WatchdogSec passes without WATCHDOG=1")
+        return now_stalled
 
     def _update_status(self, status_line: Callable[[], str]) -> None:
         try:
@@ -261,7 +283,10 @@ async def run_lane(lane: Lane, notifier: SystemdNotifier | None = None) -> None:
     def ready() -> None:
         notifier.ready(lane.status_line())
 
-    feeder = asyncio.create_task(notifier.run(lane.status_line), name="systemd-notify")
+    def stalled() -> list[str]:
+        return lane.stalled_loops(2 * (notifier.watchdog_interval_s or 0.0))  # no older than WatchdogSec
+
+    feeder = lane.spawn(notifier.run(lane.status_line, stalled), "systemd-notify", forever=False)
     try:
         await lane.run(ready=ready)
     finally:
@@ -270,5 +295,5 @@ async def run_lane(lane: Lane, notifier: SystemdNotifier | None = None) -> None:
         feeder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feeder
-        notifier.status("stopped")
+        notifier.status(f"crashed: {lane.crashed}" if lane.crashed is not None else "stopped")
         notifier.close()

@@ -122,3 +122,6 @@ class LaneStatus(_Strict):
     daily_checks: DailyChecksStatus | None = Field(
         None, description="the gas analyzer's daily checks; null on a lane without a gas analyzer"
     )
+    broker: str | None = Field(
+        None, description="host:port of the broker the lane is connected to (mqtt.hosts: which one); null if none"
+    )

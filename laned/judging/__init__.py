@@ -1,8 +1,9 @@
 """Judging: verdicts as pure functions of measured values and a limits table.
 
 `limits` loads `config/limits/*.toml` (every value with its clause and
-certainty) and applies the regulator's per-inspection overrides; `brakes` and
-`emissions` judge against them; `rounding` holds the half-away-from-zero
+certainty) and applies the regulator's per-inspection overrides; `brakes`,
+`emissions`, `asm` and `lug_down` judge against them (the last two as state
+machines over per-second records); `rounding` holds the half-away-from-zero
 rounding and the `Check` every judged item reports.
 """
 

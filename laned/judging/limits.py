@@ -203,14 +203,40 @@ class AsmSet(_Model):
 class AsmLimits(_SetChooser):
     sets: dict[LimitSetName, AsmSet]
 
+    def phase(self, mode: str, limit_set: str | None = None) -> AsmPhaseLimits:
+        """The CO / HC / NO limits of phase `mode` ("ASM5025" or "ASM2540") in the set in force."""
+        name = limit_set or self.limit_set.value
+        if name not in self.sets:
+            raise LimitsError("emission limits", [f"asm.sets.{name}: no such limit set"])
+        prefix = {"ASM5025": "asm5025", "ASM2540": "asm2540"}.get(mode)
+        if prefix is None:
+            raise ValueError(f"unknown ASM phase {mode!r} (ASM5025 or ASM2540)")
+        s = self.sets[name]
+        return AsmPhaseLimits(
+            limit_set=name,
+            co_max_pct=getattr(s, f"{prefix}_co_max_pct"),
+            hc_max_ppm=getattr(s, f"{prefix}_hc_max_ppm"),
+            no_max_ppm=getattr(s, f"{prefix}_no_max_ppm"),
+        )
+
+
+class AsmPhaseLimits(_Model):
+    """One ASM phase's limits as applied (the set's name kept for the result)."""
+
+    limit_set: str
+    co_max_pct: CitedValue
+    hc_max_ppm: CitedValue
+    no_max_ppm: CitedValue
+
 
 class LugDownSet(_Model):
-    k_max_m1: CitedValue
-    nox_max_ppm: CitedValue
+    k_max_m1: CitedValue  # K at the 100 % and the 80 % point
+    nox_max_ppm: CitedValue  # NOx at the 80 % point
 
 
 class LugDownLimits(_SetChooser):
     sets: dict[LimitSetName, LugDownSet]
+    min_power_pct: CitedValue  # corrected Pmax as a % of rated power, at least
 
 
 class EmissionsLimits(_Model):

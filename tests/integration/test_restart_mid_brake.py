@@ -81,8 +81,8 @@ async def motors_coil(port: int) -> bool | None:
 
 
 def start_daemon(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(laned_command("run", "--config", str(config), "--log-format", "json"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = laned_command("run", "--simulation", "--config", str(config), "--log-format", "json")
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 async def until(condition: Any, timeout_s: float, what: str, interval_s: float = 0.02) -> None:

@@ -25,6 +25,8 @@ from structlog.testing import capture_logs
 from laned.broker import Mosquitto, free_port, mosquitto_path
 from laned.config import parse_config
 from laned.daemon import Lane
+from laned.daily_check_remote import run_through_daemon
+from laned.lane_lock import LockOwner
 from tests.helpers import ROOT, Received, Recorder
 
 pytestmark = [
@@ -289,3 +291,25 @@ async def test_the_documented_acl_lets_each_client_do_its_part_and_nothing_else(
             forged = [m for m in station.messages if b"forged" in m.payload]
             assert forged == []
             assert not [m for m in station.messages if m.topic.endswith("/reply/forged")]
+
+
+async def test_laned_daily_check_on_the_lane_pc_may_ask_its_running_lane_under_the_documented_acl(
+        tmp_path: Path, pki: Pki) -> None:
+    """`laned daily-check` with a daemon running sends `…/cmd/daily-check` as the lane's own identity."""
+    acl = tmp_path / "laned.acl"
+    acl.write_text(documented_acl())
+    async with tls_mosquitto(pki, acl_file=acl) as broker:
+        config = parse_config(lane_config(tmp_path, broker.port, pki), "test", environ={})
+        lane = Lane(config, startup_grace_s=0.5)
+        async with running(lane):
+            await lane.mqtt.wait_connected(15)
+            said: list[str] = []
+            owner = LockOwner(4321, "run", "laned run --config lane1.toml", time.time())
+            outcome = await run_through_daemon(config, owner, ["zero"], say=said.append)
+    # the lane got the command, answered it, and its events came back: it has no analyzer to check
+    assert outcome == 3, said
+    assert said[1:4] == [
+        "daily check: [step_started] daily checks of the gas analyzer: leak check, zero, HC residue",
+        "daily check: [warning] this lane has no gas analyzer configured",
+        "daily check: [step_finished] daily checks: none run",
+    ]

@@ -307,3 +307,31 @@ def test_check_config_refuses_shortened_timings_unless_checked_as_a_simulation(t
     assert accepted.returncode == 0, accepted.stderr
     assert "simulation only — 5 shortened setting(s)" in accepted.stdout
     assert "inspection.time_scale = 0.1, below the standard's 1" in accepted.stdout
+
+
+def test_a_list_of_brokers_is_read_in_order_with_the_default_port(tmp_path: Path) -> None:
+    text = GOOD.replace('host = "broker.local"\nport = 8883',
+                        'hosts = ["mqtt1.station.local", "10.0.0.2:1884", "[fd00::3]:8883"]')
+    config = load_config(write(tmp_path, text))
+    assert config.mqtt.brokers == [("mqtt1.station.local", 1883), ("10.0.0.2", 1884), ("fd00::3", 8883)]
+
+
+def test_one_host_is_a_list_of_one_broker(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD)).mqtt.brokers == [("broker.local", 8883)]
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "expected"),
+    [
+        ('hosts = ["a.local"]\nhost = "b.local"', "hosts replaces host: set one or the other"),
+        ('hosts = ["a.local:x"]', "broker 'a.local:x': port 'x' is not a number from 1 to 65535"),
+        ('hosts = ["a.local:70000"]', "broker 'a.local:70000': port '70000' is not a number from 1 to 65535"),
+        ('hosts = ["fd00::3"]', "broker 'fd00::3': an IPv6 address goes in brackets, e.g. [fd00::3]:1883"),
+        ('hosts = [":1883"]', "broker ':1883': no host name"),
+        ("hosts = []", "mqtt.hosts"),
+    ],
+)
+def test_a_bad_broker_list_is_refused_naming_the_entry(tmp_path: Path, mqtt: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD.replace('host = "broker.local"\nport = 8883', mqtt)))
+    assert expected in str(info.value)

@@ -137,7 +137,7 @@ def test_a_status_with_a_field_the_contract_does_not_name_is_refused() -> None:
         "schema": "lane-status/1", "station": "370100", "lane": "L1", "state": "online", "version": "0.1.0",
         "started_at": 1795850949.5, "lane_time": 1795850950.0, "devices": {}, "inspection": None,
         "outbox": {"depth": 0, "oldest_age_s": None, "max_messages": 100000, "over_limit": False},
-        "daily_checks": None,
+        "daily_checks": None, "broker": "127.0.0.1:1883",
     }
     assert errors("lane-status.v1.json", document) == []
     with_extra = {**document, "temperature_c": 41.0}
