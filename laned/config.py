@@ -29,6 +29,8 @@ from laned.procedures.free_acceleration import FreeAccelerationSettings
 from laned.procedures.lug_down_settings import LugDownSettings
 from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
 from protocols.datafiles import CONFIG_DIR
+from protocols.messages import MAX_COMMAND_BYTES
+from protocols.pda import MAX_CAPTURE_BYTES, MAX_PHOTO_BYTES, PHOTO_BYTES_MAX
 
 PROJECT_CONFIG_DIR = CONFIG_DIR
 _TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -89,6 +91,16 @@ class MqttConfig(_Strict):
     tls: TlsConfig = TlsConfig()
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    max_command_bytes: int = Field(
+        MAX_COMMAND_BYTES, ge=1024, le=16 * 1024 * 1024,
+        description="largest payload taken on …/cmd/+; a larger one is refused unread with a warning event",
+    )
+    max_pda_capture_bytes: int = Field(
+        MAX_CAPTURE_BYTES, ge=1024, le=16 * 1024 * 1024, description="largest capture document on …/pda/capture"
+    )
+    max_pda_photo_bytes: int = Field(
+        MAX_PHOTO_BYTES, ge=64 * 1024, le=PHOTO_BYTES_MAX, description="largest JPEG on …/pda/photo/+/+"
+    )
     hosts: list[str] | None = Field(
         None,
         min_length=1,
@@ -243,6 +255,13 @@ class LaneIdentity(_Strict):
         ge=100,
         description="messages the outbox holds before it refuses events and raises its alarm in …/status "
         "(results and replies are kept beyond it: they are never dropped)",
+    )
+    request_ids_keep_days: float = Field(
+        7.0,
+        gt=0,
+        le=366,
+        description="a command whose request_id came within this many days gets its first reply again "
+        "and is not run again (state_dir/requests.sqlite3)",
     )
     signing_algorithm: Literal["hmac-sha256", "ed25519"] = Field(
         "hmac-sha256",

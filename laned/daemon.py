@@ -80,6 +80,7 @@ class Lane:
             offline_status=lambda: self.status_document(online=False),
             on_message=self._dispatch,
             subscriptions=[self.topics.commands, f"{self.topics.pda}/capture", f"{self.topics.pda}/photo/#"],
+            on_oversize=self._refuse_oversize,
             on_connected=self.publish_status,  # the status re-sent on connect names the broker now in use
             on_progress=lambda: self.beat("mqtt", self._mqtt_period_s()),
         )
@@ -170,6 +171,16 @@ class Lane:
                 await handler(topic, payload)
                 return
         self.log.warning("mqtt_unhandled", topic=topic, bytes=len(payload))
+
+    def _refuse_oversize(self, topic: str, size: int, limit: int, setting: str) -> None:
+        """A payload over its topic's limit was dropped unread: the sender is told by a warning event
+        (its request_id or capture_id is not looked for: that would mean parsing it)."""
+        shown = topic if len(topic) <= 200 else topic[:197] + "..."
+        self.publish_event_model(
+            type="warning",
+            text=f"message on {shown} refused unread: {size} bytes, over the limit of {limit} bytes ({setting})",
+            data={"topic": shown, "bytes": size, "limit_bytes": limit, "setting": setting},
+        )
 
     def publish_event_model(self, **fields: Any) -> None:
         """An `…/event` (see protocols.messages.Event) through the outbox; never raises."""
@@ -310,4 +321,5 @@ class Lane:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.outbox.close()
+        self.runner.requests.close()
         self.log.info("lane_stopped")

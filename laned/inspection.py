@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import re
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -23,33 +25,84 @@ import structlog
 from pydantic import ValidationError
 
 from laned.errors import ConfigError
+from laned.mqtt import dumps
 from laned.private_files import private_dir, write_private
 from laned.procedures import InspectionAborted, InspectionContext, ItemOutcome, ProcedureError, utc_now
 from laned.record import InspectionRecord
-from protocols.messages import AbortCommand, DailyCheckCommand, Event, Reply, StartCommand, dump
+from laned.requests import FirstReply, RequestLog
+from protocols.messages import (
+    MAX_NESTING,
+    REQUEST_ID_MAX,
+    REQUEST_ID_PATTERN,
+    AbortCommand,
+    DailyCheckCommand,
+    Event,
+    Reply,
+    StartCommand,
+    dump,
+    nesting_depth,
+)
+from protocols.pda import FieldError
 
 if TYPE_CHECKING:
     from laned.daemon import Lane
 
+#: every JPEG begins with SOI (FF D8) and the next marker's FF
+JPEG_START = b"\xff\xd8\xff"
 #: how often a running brake test checks that the broker is still there
 BROKER_WATCH_S = 0.1
 
 log = structlog.get_logger("laned.inspection")
 
 COMMANDS = {"start": StartCommand, "abort": AbortCommand, "daily-check": DailyCheckCommand}
+_REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
+#: a refusal lists at most this many reasons, each at most REASON_CHARS long: a reply stays small
+#: whatever the command held (a field name is part of a reason, and the station chose it)
+MAX_REASONS = 20
+REASON_CHARS = 300
+_PATH_PART_CHARS = 40
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_validation(exc: ValidationError) -> list[str]:
+    """One reason per problem, each naming its field by its dotted path ("vehicle.vin: ...")."""
     reasons = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(message)"
+        path = ".".join(_shorten(str(p), _PATH_PART_CHARS) for p in err["loc"]) or "(message)"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         elif err["type"] == "missing":
             message = "required field is missing"
-        reasons.append(f"{path}: {message}")
+        elif err["type"] == "value_error" and not err["loc"]:  # the model's own checks name their fields
+            reasons.extend(_shorten(problem, REASON_CHARS) for problem in message.split("; "))
+            continue
+        reasons.append(_shorten(f"{path}: {message}", REASON_CHARS))
+    if len(reasons) > MAX_REASONS:
+        reasons[MAX_REASONS - 1 :] = [f"... and {len(reasons) - MAX_REASONS + 1} more problems"]
     return reasons
+
+
+def parse_command_document(payload: bytes) -> tuple[Any, str | None]:
+    """The payload as JSON and what makes it unusable as a command (None: an object within the
+    nesting limit). Never raises: not UTF-8, not JSON, nested past Python's recursion limit
+    (a RecursionError, not a ValueError) each come back as a problem."""
+    try:
+        document = json.loads(payload)
+    except RecursionError:
+        return None, f"malformed JSON: nested deeper than {MAX_NESTING} levels"
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        return None, f"malformed JSON: {_shorten(str(exc), REASON_CHARS)}"
+    if not isinstance(document, dict):
+        kind = "null" if document is None else type(document).__name__
+        return document, f"expected a JSON object, found {kind}"
+    depth = nesting_depth(document)
+    if depth > MAX_NESTING:
+        return document, f"(message): nested {depth} levels deep, at most {MAX_NESTING}"
+    return document, None
 
 
 class InspectionRunner:
@@ -67,6 +120,10 @@ class InspectionRunner:
         self._capture_done = asyncio.Event()
         self.assembler: Any = None
         self.daily_checks: Any = None
+        self.requests = RequestLog(
+            lane.config.lane.state_dir / "requests.sqlite3", keep_days=lane.config.lane.request_ids_keep_days
+        )
+        self._command_lock = asyncio.Lock()
         self._build_helpers()
         lane.route(lane.topics.root + "/cmd/", self.on_command)
         lane.route(lane.topics.pda + "/", self.on_pda)
@@ -89,54 +146,89 @@ class InspectionRunner:
     # ----- commands ------------------------------------------------------------------
 
     async def on_command(self, topic: str, payload: bytes) -> None:
-        name = topic.rsplit("/", 1)[-1]
-        request_id = None
-        try:
-            document = json.loads(payload)
-            request_id = document.get("request_id") if isinstance(document, dict) else None
-        except ValueError as exc:
-            self._refuse_unparsable(name, f"malformed JSON: {exc}")
+        """Answer one command: a reply on `…/reply/{request_id}`, or a warning event when it has no
+        usable request_id. One command at a time: a repeat that arrives while its first is being
+        handled waits for it, then finds the first reply in the request log."""
+        async with self._command_lock:
+            await self._on_command(topic, payload)
+
+    async def _on_command(self, topic: str, payload: bytes) -> None:
+        name = _shorten(topic.rsplit("/", 1)[-1], 64)
+        document, problem = parse_command_document(payload)
+        request_id = document.get("request_id") if isinstance(document, dict) else None
+        if isinstance(request_id, str) and _REQUEST_ID_RE.match(request_id) and len(request_id) <= REQUEST_ID_MAX:
+            first = self.requests.get(request_id)
+            if first is not None:
+                self._repeat(first, name, payload)
+                return
+        if problem is not None:
+            if isinstance(document, dict):
+                self._reply(request_id, name, [problem], payload=payload)
+            else:
+                self._refuse_unparsable(name, problem)
             return
         if name not in COMMANDS:
-            self._reply(request_id, name, [f"unknown command {name!r} (known: {', '.join(COMMANDS)})"])
+            self._reply(request_id, name, [f"unknown command {name!r} (known: {', '.join(COMMANDS)})"],
+                        payload=payload)
             return
-        try:
-            command: Any = COMMANDS[name].model_validate(document)
+        try:  # strictly, from the JSON itself: "no" is not a boolean, 7 is not a plate
+            command: Any = COMMANDS[name].model_validate_json(payload, strict=True)
         except ValidationError as exc:
-            self._reply(request_id, name, describe_validation(exc))
+            self._reply(request_id, name, describe_validation(exc), payload=payload)
             return
         if isinstance(command, StartCommand):
-            await self._start(command)
+            await self._start(command, payload)
         elif isinstance(command, AbortCommand):
-            self._abort_command(command)
+            self._abort_command(command, payload)
         elif isinstance(command, DailyCheckCommand):
-            await self._daily_check(command)
+            await self._daily_check(command, payload)
+
+    def _repeat(self, first: FirstReply, name: str, payload: bytes) -> None:
+        """A request_id seen before: its first reply again, byte for byte, and nothing else."""
+        same = hashlib.sha256(payload).hexdigest() == first.payload_sha256
+        (log.info if same else log.warning)(
+            "command_repeated", request_id=first.request_id, command=name, first_command=first.command,
+            same_payload=same,
+        )
+        self.lane.mqtt.enqueue_payload(first.topic, first.reply, kind="reply")
 
     def _refuse_unparsable(self, name: str, reason: str) -> None:
         log.warning("command_refused", command=name, reasons=[reason])
         self.lane.publish_event_model(type="warning", text=f"command {name} refused: {reason}")
 
     def _reply(
-        self, request_id: str | None, command: str, reasons: list[str], inspection_no: str | None = None
+        self,
+        request_id: Any,
+        command: str,
+        reasons: list[str],
+        inspection_no: str | None = None,
+        *,
+        payload: bytes = b"",
     ) -> None:
+        """The reply to a command. One with a well-formed request_id is logged first (request log),
+        so that a repeat of the command gets these very bytes again; `payload` is the command's."""
         if request_id is None or not isinstance(request_id, str) or not request_id.strip():
             log.warning("command_refused_without_request_id", command=command, reasons=reasons)
             self.lane.publish_event_model(
                 type="warning", text=f"command {command} without a request_id: " + "; ".join(reasons)
             )
             return
+        well_formed = len(request_id) <= REQUEST_ID_MAX and _REQUEST_ID_RE.match(request_id) is not None
+        safe_id = "".join(c if c.isalnum() or c in "_.:-" else "_" for c in request_id[:REQUEST_ID_MAX])
         reply = Reply(
-            request_id=request_id,
+            request_id=request_id if well_formed else safe_id,
             command=command,
             accepted=not reasons,
             reasons=reasons,
             inspection_no=inspection_no,
             lane_time=utc_now(),
         )
-        safe_id = "".join(c if c.isalnum() or c in "_.:-" else "_" for c in request_id)[:64]
-        self.lane.mqtt.enqueue(self.lane.topics.reply(safe_id), dump(reply), kind="reply")
+        topic, body = self.lane.topics.reply(safe_id), dumps(dump(reply))
+        if well_formed:
+            self.requests.put(request_id, command, topic, body, hashlib.sha256(payload).hexdigest())
+        self.lane.mqtt.enqueue_payload(topic, body, kind="reply")
         (log.info if not reasons else log.warning)(
-            "command_reply", command=command, request_id=request_id, accepted=not reasons, reasons=reasons
+            "command_reply", command=command, request_id=safe_id, accepted=not reasons, reasons=reasons
         )
 
     def refusal_reasons(self, command: StartCommand) -> list[str]:
@@ -182,10 +274,10 @@ class InspectionRunner:
         limits = load_limits(self.lane.config.lane.limits_dir)
         return apply_overrides(limits, command.limit_overrides) if command.limit_overrides else limits
 
-    async def _start(self, command: StartCommand) -> None:
+    async def _start(self, command: StartCommand, payload: bytes) -> None:
         reasons = self.refusal_reasons(command)
         if reasons:
-            self._reply(command.request_id, "start", reasons, command.inspection_no)
+            self._reply(command.request_id, "start", reasons, command.inspection_no, payload=payload)
             return
         record = InspectionRecord.new(command)
         self._mark_run(record)
@@ -193,34 +285,37 @@ class InspectionRunner:
         self._abort.clear()
         self._capture_done.clear()
         self._save(record)
-        self._reply(command.request_id, "start", [], command.inspection_no)
+        self._reply(command.request_id, "start", [], command.inspection_no, payload=payload)
         self._begin_capture(record)
         self._task = asyncio.create_task(self._run(record), name=f"inspection-{record.inspection_no}")
 
-    def _abort_command(self, command: AbortCommand) -> None:
+    def _abort_command(self, command: AbortCommand, payload: bytes) -> None:
         current = self.current
         if current is None or current.inspection_no != command.inspection_no:
             running = f"inspection {current.inspection_no} is running" if current else "no inspection is running"
-            self._reply(command.request_id, "abort", [f"{running}, not {command.inspection_no}"], command.inspection_no)
+            self._reply(command.request_id, "abort", [f"{running}, not {command.inspection_no}"], command.inspection_no,
+                        payload=payload)
             return
         current.abort_reason = command.reason or "aborted by the station"
         self._abort.set()
-        self._reply(command.request_id, "abort", [], command.inspection_no)
+        self._reply(command.request_id, "abort", [], command.inspection_no, payload=payload)
 
-    async def _daily_check(self, command: DailyCheckCommand) -> None:
+    async def _daily_check(self, command: DailyCheckCommand, payload: bytes) -> None:
         if self.daily_checks is None:
-            self._reply(command.request_id, "daily-check", ["daily checks are not available on this lane"])
+            self._reply(command.request_id, "daily-check", ["daily checks are not available on this lane"],
+                        payload=payload)
             return
         if self.current is not None:
-            self._reply(command.request_id, "daily-check", [f"lane busy with inspection {self.current.inspection_no}"])
+            self._reply(command.request_id, "daily-check", [f"lane busy with inspection {self.current.inspection_no}"],
+                        payload=payload)
             return
         if self._daily_task is not None and not self._daily_task.done():  # one run at a time on the analyzer
             self._reply(command.request_id, "daily-check", ["the gas analyzer's daily checks are running now: "
-                                                            "start again when they have finished"])
+                                                            "start again when they have finished"], payload=payload)
             return
         from laned.daily_checks import run_daily_checks
 
-        self._reply(command.request_id, "daily-check", [])
+        self._reply(command.request_id, "daily-check", [], payload=payload)
         self._daily_task = asyncio.create_task(run_daily_checks(self.lane, self.daily_checks, command.checks))
 
     # ----- the PDA -----------------------------------------------------------------------
@@ -252,6 +347,13 @@ class InspectionRunner:
         received_at = utc_now()
         if rest == ["capture"]:
             acks = self.assembler.on_document(payload, received_at)
+            if not acks:  # no capture_id to answer on: the technician is told instead
+                self.lane.publish_event_model(
+                    type="warning", text="PDA capture refused: no usable capture_id, so no ack can be sent",
+                    data={"topic": topic, "bytes": len(payload)},
+                )
+        elif len(rest) == 3 and rest[0] == "photo" and not payload.startswith(JPEG_START):
+            acks = self._refuse_photo(rest[1], rest[2], payload)
         elif len(rest) == 3 and rest[0] == "photo":
             acks = self.assembler.on_photo(rest[1], rest[2], payload, received_at)
         elif rest and rest[0] == "ack":
@@ -279,6 +381,24 @@ class InspectionRunner:
                 data={"capture_id": completed.capture_id, "pda_clock_offset_s": completed.pda_clock_offset_s},
             )
             self._capture_done.set()
+
+    def _refuse_photo(self, capture_id: str, photo: str, payload: bytes) -> list[Any]:
+        """A photo that is not a JPEG is not taken, whatever its hash: the technician is told, and
+        the PDA gets its capture's current ack (the photo still missing) if the capture is known."""
+        log.warning("pda_photo_rejected", capture_id=capture_id[:64], photo=photo[:64], reason="not a JPEG",
+                    found_start=payload[:4].hex())
+        self.lane.publish_event_model(
+            type="warning", text=f"PDA photo {photo[:64]} of capture {capture_id[:64]} refused: not a JPEG",
+            data={"capture_id": capture_id[:64], "photo": photo[:64], "bytes": len(payload)},
+        )
+        ack = self.assembler.current_ack(capture_id)
+        if ack is None:
+            return []
+        if ack.accepted and photo in ack.missing_photos:  # the PDA is told why, as for a wrong hash
+            why = FieldError(field="photos", error=f"photo {photo[:64]!r} is not a JPEG (it starts with "
+                                                   f"{payload[:4].hex() or 'nothing'}, not ffd8ff); send the JPEG")
+            ack = ack.model_copy(update={"errors": [*ack.errors, why]})
+        return [ack]
 
     # ----- running ------------------------------------------------------------------------
 
@@ -360,6 +480,9 @@ class InspectionRunner:
         try:
             outcome: ItemOutcome = await procedure(ctx)
             record.outcomes[name] = outcome
+            stopped = stopped_partway(outcome)
+            if stopped is not None:  # measured items kept; the result's not_completed names the procedure
+                record.not_completed[name] = stopped
         except ProcedureError as exc:
             await self._safe_stop_devices()
             record.not_completed[name] = exc.reason
@@ -517,6 +640,16 @@ class InspectionRunner:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+def stopped_partway(outcome: ItemOutcome) -> str | None:
+    """Why a procedure that returned its items could not complete them all: the reason of its first
+    `not_completed` item (a brake test stopped at axle 2 keeps B1 and says why B2 is missing); None
+    when every item was completed (or not asked for)."""
+    for item in outcome.items:
+        if item.get("verdict") == "not_completed":
+            return str(item.get("reason") or f"{outcome.procedure} not completed")
+    return None
 
 
 def new_event_id() -> str:

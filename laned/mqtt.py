@@ -27,6 +27,8 @@ from laned.outbox import Outbox
 log = structlog.get_logger("laned.mqtt")
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
+#: told of a payload refused for its size: topic, size in bytes, the limit, the setting that sets it
+OversizeHandler = Callable[[str, int, int, str], None]
 OUTBOX_WINDOW = 32  # QoS-1 messages in flight from the outbox
 
 
@@ -117,6 +119,7 @@ class MqttLink:
         on_message: MessageHandler | None = None,
         subscriptions: list[str] | None = None,
         live_queue_size: int = 1000,
+        on_oversize: OversizeHandler | None = None,
         on_connected: Callable[[], None] | None = None,
         on_progress: Callable[[], None] | None = None,
     ) -> None:
@@ -125,6 +128,7 @@ class MqttLink:
         self.outbox = outbox
         self._offline_status = offline_status
         self._on_message = on_message
+        self._on_oversize = on_oversize
         self._subscriptions = subscriptions or []
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
@@ -179,7 +183,11 @@ class MqttLink:
 
     def enqueue(self, topic: str, document: dict[str, Any], *, kind: str, retain: bool = False) -> int:
         """Write a QoS-1 message to the outbox; the publisher sends it when it can."""
-        seq = self.outbox.put(topic, dumps(document), qos=1, retain=retain, kind=kind)
+        return self.enqueue_payload(topic, dumps(document), kind=kind, retain=retain)
+
+    def enqueue_payload(self, topic: str, payload: bytes, *, kind: str, retain: bool = False) -> int:
+        """`enqueue` for a payload already encoded (a reply sent again byte for byte)."""
+        seq = self.outbox.put(topic, payload, qos=1, retain=retain, kind=kind)
         self._outbox_wakeup.set()
         return seq
 
@@ -408,11 +416,38 @@ class MqttLink:
             except aiomqtt.MqttCodeError:  # the connection is going; reconnecting is run()'s job
                 self.live_dropped += 1
 
+    def payload_limit(self, topic: str) -> tuple[int, str] | None:
+        """The largest payload the lane takes on `topic`, and the setting that says so (None: no limit
+        of ours). The broker's own limit is the broker's; this one holds whatever broker is used."""
+        mqtt = self.config.mqtt
+        if topic.startswith(f"{self.topics.root}/cmd/"):
+            return mqtt.max_command_bytes, "mqtt.max_command_bytes"
+        if topic == f"{self.topics.pda}/capture":
+            return mqtt.max_pda_capture_bytes, "mqtt.max_pda_capture_bytes"
+        if topic.startswith(f"{self.topics.pda}/photo/"):
+            return mqtt.max_pda_photo_bytes, "mqtt.max_pda_photo_bytes"
+        return None
+
+    def _oversize(self, topic: str, size: int) -> bool:
+        """True (and reported) if the payload is over its topic's limit: it is then not read at all."""
+        limit = self.payload_limit(topic)
+        if limit is None or size <= limit[0]:
+            return False
+        log.warning("mqtt_payload_too_large", topic=topic[:200], bytes=size, limit_bytes=limit[0], setting=limit[1])
+        if self._on_oversize is not None:
+            try:
+                self._on_oversize(topic, size, limit[0], limit[1])
+            except Exception:  # a handler's bug must not drop the connection
+                log.exception("mqtt_oversize_handler_failed", topic=topic[:200])
+        return True
+
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             if self._on_message is None:
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+            if self._oversize(str(message.topic), len(payload)):
+                continue
             try:
                 await self._on_message(str(message.topic), payload)
             except Exception:  # a handler's bug must not drop the connection

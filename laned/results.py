@@ -218,6 +218,8 @@ def _not_completed_items(record: InspectionRecord, platform: str) -> list[dict[s
     items = []
     command = record.command
     for name, reason in record.not_completed.items():
+        if name in record.outcomes:  # stopped partway: its own items say what was and was not measured
+            continue
         if name == "brake" and platform == "safety":
             wanted = command.items
             axles = [*wanted.brake_axles, *sorted(a for a in wanted.road_test_axles if a not in wanted.brake_axles)]

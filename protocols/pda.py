@@ -104,6 +104,21 @@ PHOTOS: dict[str, PhotoKind] = {
 Fuel = Literal["gasoline", "diesel", "lpg", "cng", "hybrid_gasoline", "hybrid_diesel", "electric"]
 CheckResult = Literal["pass", "fail", "na"]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+# Bounds on every field: a document is answered in full (every error), so no field may be large.
+# Plate and VIN get room beyond their real length so that contract_errors can say what is wrong
+# with a mistyped one ("a VIN has 17 characters, found 18"); their patterns are checked there.
+PLATE_MAX = 16
+VIN_MAX = 32
+TEXT_MAX = 64
+NOTE_MAX = 500
+#: a photo the manual's PDA takes is a few MB; the lane's own limit is mqtt.max_pda_photo_bytes
+PHOTO_BYTES_MAX = 256 * 1024 * 1024
+#: the largest capture document and photo the lane reads by default (mqtt.max_pda_capture_bytes,
+#: mqtt.max_pda_photo_bytes); larger ones are refused unread with a warning event
+MAX_CAPTURE_BYTES = 256 * 1024
+MAX_PHOTO_BYTES = 16 * 1024 * 1024
+MAX_LISTED = 64  # check items (21 in the manual) or photos (10) a document may list, repeats included
+DtcCode = Annotated[str, Field(min_length=1, max_length=16)]
 
 
 # --- topics -------------------------------------------------------------------------------------
@@ -158,22 +173,22 @@ class FieldError(_Strict):
 
 
 class Inspector(_Strict):
-    name: str = Field(min_length=1)
-    id: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=TEXT_MAX)
+    id: str = Field(min_length=1, max_length=32)
 
 
 class CaptureVehicle(_Strict):
-    plate: str
+    plate: str = Field(max_length=PLATE_MAX)
     plate_type: str = Field(pattern=r"^[0-9]{2}$")
-    vin: str
+    vin: str = Field(max_length=VIN_MAX)
     fuel: Fuel
-    odometer_km: int = Field(ge=0)
+    odometer_km: int = Field(ge=0, le=9_999_999)
 
 
 class CheckEntry(_Strict):
-    item: str
+    item: str = Field(max_length=TEXT_MAX)
     result: CheckResult
-    note: str | None = None
+    note: str | None = Field(None, max_length=NOTE_MAX)
 
     @field_validator("item")
     @classmethod
@@ -185,16 +200,16 @@ class CheckEntry(_Strict):
 
 class ObdData(_Strict):
     mil_on: bool
-    dtc: list[str]
-    readiness_incomplete: list[str]
+    dtc: list[DtcCode] = Field(max_length=200)
+    readiness_incomplete: list[Annotated[str, Field(max_length=TEXT_MAX)]] = Field(max_length=32)
     link_ok: bool
-    ecu_vin: str | None
+    ecu_vin: str | None = Field(max_length=VIN_MAX)
 
 
 class PhotoEntry(_Strict):
-    photo: str
+    photo: str = Field(max_length=TEXT_MAX)
     sha256: Sha256Hex
-    size_bytes: int = Field(alias="bytes", gt=0)
+    size_bytes: int = Field(alias="bytes", gt=0, le=PHOTO_BYTES_MAX)
     taken_at: AwareDatetime
 
     @field_validator("sha256")
@@ -216,13 +231,13 @@ class CaptureDocument(_Strict):
     schema_: Literal["pda-capture/1"] = Field(alias="schema")
     capture_id: str = Field(pattern=CAPTURE_ID_PATTERN)
     inspection_no: str = Field(min_length=1, max_length=64)
-    pda_id: str = Field(min_length=1)
+    pda_id: str = Field(min_length=1, max_length=TEXT_MAX)
     inspector: Inspector
     captured_at: AwareDatetime
     vehicle: CaptureVehicle
-    checks: list[CheckEntry]
+    checks: list[CheckEntry] = Field(max_length=MAX_LISTED)
     obd: ObdData | None = None
-    photos: list[PhotoEntry]
+    photos: list[PhotoEntry] = Field(max_length=MAX_LISTED)
 
     def photo(self, name: str) -> PhotoEntry | None:
         return next((entry for entry in self.photos if entry.photo == name), None)

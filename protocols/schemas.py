@@ -46,8 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from pydantic_core import core_schema
 
-from protocols.messages import AbortCommand, DailyCheckCommand, Event, Reply, StartCommand
-from protocols.pda import CHECK_ITEMS, PHOTOS, CaptureDocument, PdaAck
+from protocols.messages import MAX_COMMAND_BYTES, AbortCommand, DailyCheckCommand, Event, Reply, StartCommand
+from protocols.pda import CHECK_ITEMS, MAX_CAPTURE_BYTES, PHOTOS, CaptureDocument, PdaAck
 from protocols.results import EmissionsResult, SafetyResult
 from protocols.status import LaneStatus
 
@@ -91,6 +91,7 @@ class SchemaEntry:
     direction: Direction
     topic: str  # under the lane's root `laned/v1/{station}/{lane}`
     every_field_sent: bool = True  # from the lane: every field is always present (null if empty)
+    max_payload_bytes: int | None = None  # to the lane: the largest payload it reads by default
 
     @property
     def filename(self) -> str:
@@ -106,14 +107,15 @@ class SchemaEntry:
 
 _ENTRIES = (
     SchemaEntry("lane-status/1", LaneStatus, "from_lane", "status"),
-    SchemaEntry("lane-cmd-start/1", StartCommand, "to_lane", "cmd/start"),
-    SchemaEntry("lane-cmd-abort/1", AbortCommand, "to_lane", "cmd/abort"),
-    SchemaEntry("lane-cmd-daily-check/1", DailyCheckCommand, "to_lane", "cmd/daily-check"),
+    SchemaEntry("lane-cmd-start/1", StartCommand, "to_lane", "cmd/start", max_payload_bytes=MAX_COMMAND_BYTES),
+    SchemaEntry("lane-cmd-abort/1", AbortCommand, "to_lane", "cmd/abort", max_payload_bytes=MAX_COMMAND_BYTES),
+    SchemaEntry("lane-cmd-daily-check/1", DailyCheckCommand, "to_lane", "cmd/daily-check",
+                max_payload_bytes=MAX_COMMAND_BYTES),
     SchemaEntry("lane-reply/1", Reply, "from_lane", "reply/{request_id}"),
     SchemaEntry("lane-event/1", Event, "from_lane", "event"),
     SchemaEntry("result-safety/1", SafetyResult, "from_lane", "result/safety"),
     SchemaEntry("result-emissions/1", EmissionsResult, "from_lane", "result/emissions"),
-    SchemaEntry("pda-capture/1", CaptureDocument, "to_lane", "pda/capture"),
+    SchemaEntry("pda-capture/1", CaptureDocument, "to_lane", "pda/capture", max_payload_bytes=MAX_CAPTURE_BYTES),
     SchemaEntry("pda-ack/1", PdaAck, "from_lane", "pda/ack/{capture_id}", every_field_sent=False),
     SchemaEntry("live-*/1", LiveReading, "from_lane", "live/{device}", every_field_sent=False),
 )
@@ -195,6 +197,12 @@ def build_schema(entry: SchemaEntry) -> dict[str, Any]:
         f"topic laned/v1/{{station}}/{{lane}}/{entry.topic} ({direction}); "
         f"generated from {entry.model.__module__}.{entry.model.__qualname__} by `python -m protocols.schemas`"
     )
+    if entry.max_payload_bytes is not None:  # an annotation keyword: validators ignore it, people read it
+        schema["x-max-payload-bytes"] = entry.max_payload_bytes
+        schema["$comment"] += (
+            f"; the lane reads at most {entry.max_payload_bytes} bytes on this topic by default "
+            "(a larger payload is refused unread with a warning event)"
+        )
     return schema
 
 
