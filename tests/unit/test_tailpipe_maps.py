@@ -1,0 +1,130 @@
+"""Tailpipe coupling's pieces (simulators/tailpipe.py): operating-point maps interpolated by hand,
+engine-state messages and their timeout, and the six test vehicles of the dynamometer lane as data."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocols.vin import validate_plate, validate_vin
+from simulators.gas_analyzer import ExhaustTable, LoadedExhaust
+from simulators.opacimeter import LoadedSmoke, SmokeTable
+from simulators.tailpipe import EngineCoupling, EngineState, interpolate, vehicle_ambient
+from simulators.vehicle import load_vehicle_file, vehicle_identity
+
+
+def state(rpm: float = 1800.0, load: float = 1.0, power_kw: float = 90.0, speed_kmh: float = 60.0) -> EngineState:
+    return EngineState(rpm=rpm, load=load, power_kw=power_kw, speed_kmh=speed_kmh)
+
+
+SMOKE_BY_RPM = LoadedSmoke.model_validate({
+    "axis": "rpm",
+    "points": [{"at": 1000, "k_m1": 1.00}, {"at": 1800, "k_m1": 0.60}, {"at": 2200, "k_m1": 0.40}],
+})
+
+
+def test_a_point_between_two_map_points_is_linear_between_them() -> None:
+    # 1400 r/min is half way from 1000 (1.00) to 1800 (0.60): 0.80
+    assert SMOKE_BY_RPM.values_at(state(rpm=1400))["k_m1"] == pytest.approx(0.80)
+    # 2100 r/min is 300/400 of the way from 1800 (0.60) to 2200 (0.40): 0.60 - 0.75 * 0.20 = 0.45
+    assert SMOKE_BY_RPM.values_at(state(rpm=2100))["k_m1"] == pytest.approx(0.45)
+
+
+def test_a_point_on_a_map_point_takes_its_values_and_outside_the_map_the_nearest_ends() -> None:
+    assert SMOKE_BY_RPM.values_at(state(rpm=1800))["k_m1"] == pytest.approx(0.60)
+    assert SMOKE_BY_RPM.values_at(state(rpm=650))["k_m1"] == pytest.approx(1.00)
+    assert SMOKE_BY_RPM.values_at(state(rpm=2600))["k_m1"] == pytest.approx(0.40)
+
+
+def test_every_gas_of_the_exhaust_map_is_interpolated_on_the_maps_axis() -> None:
+    loaded = LoadedExhaust.model_validate({
+        "axis": "speed_kmh",
+        "points": [
+            {"at": 20, "hc_ppm": 60, "co_pct": 0.30, "co2_pct": 14.5, "o2_pct": 0.5, "no_ppm": 450},
+            {"at": 40, "hc_ppm": 40, "co_pct": 0.20, "co2_pct": 14.7, "o2_pct": 0.3, "no_ppm": 350, "no2_ppm": 20},
+        ],
+    })
+    # 25 km/h is a quarter of the way from 20 to 40 km/h; the rpm does not matter on this axis
+    values = loaded.values_at(state(rpm=3000, speed_kmh=25))
+    assert values == pytest.approx({"hc_ppm": 55, "co_pct": 0.275, "co2_pct": 14.55, "o2_pct": 0.45,
+                                    "no_ppm": 425, "no2_ppm": 5})
+
+
+def test_load_and_power_are_axes_too() -> None:
+    points = [(0.0, {"k": 0.1}), (1.0, {"k": 0.9})]
+    assert interpolate(points, 0.25)["k"] == pytest.approx(0.3)
+    by_load = LoadedSmoke.model_validate({"axis": "load", "points": [{"at": 0, "k_m1": 0.1}, {"at": 1, "k_m1": 0.9}]})
+    assert by_load.values_at(state(load=0.5))["k_m1"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("points", [[], [{"at": 2, "k_m1": 0.5}, {"at": 1, "k_m1": 0.4}],
+                                    [{"at": 1, "k_m1": 0.5}, {"at": 1, "k_m1": 0.4}]])
+def test_a_map_without_points_or_out_of_order_is_refused(points: list[dict[str, float]]) -> None:
+    with pytest.raises(ValueError, match="point"):
+        LoadedSmoke.model_validate({"axis": "rpm", "points": points})
+
+
+def test_an_unknown_axis_is_refused() -> None:
+    with pytest.raises(ValueError, match="axis"):
+        LoadedSmoke.model_validate({"axis": "gear", "points": [{"at": 1, "k_m1": 0.5}]})
+
+
+def test_engine_state_message_fields_are_checked_by_name() -> None:
+    coupling = EngineCoupling("test")
+    with pytest.raises(ValueError, match="load"):
+        coupling.receive({"rpm": 1800, "load": 1.7, "power_kw": 90, "speed_kmh": 60}, now=0.0)
+    with pytest.raises(ValueError, match="speed_kmh"):
+        coupling.receive({"rpm": 1800, "load": 1.0, "power_kw": 90}, now=0.0)
+    with pytest.raises(ValueError, match="torque"):
+        coupling.receive({"rpm": 1800, "load": 1.0, "power_kw": 90, "speed_kmh": 60, "torque": 1}, now=0.0)
+
+
+def test_an_engine_state_holds_for_one_second_then_the_engine_modes_are_back() -> None:
+    coupling = EngineCoupling("test")
+    assert coupling.at(0.0) is None
+    coupling.receive({"rpm": 1800, "load": 1.0, "power_kw": 90, "speed_kmh": 60}, now=10.0)
+    assert coupling.at(10.5) == state()
+    assert coupling.at(11.0) == state()
+    assert coupling.at(11.05) is None
+
+
+# ----- the dynamometer lane's vehicles ------------------------------------------------------
+
+NEW_VEHICLES = ["asm-pass", "asm-fast-fail", "asm-humidity-fail", "lug-pass", "lug-fail-power", "lug-fail-nox80"]
+
+
+@pytest.mark.parametrize("name", NEW_VEHICLES)
+def test_each_dynamometer_vehicle_has_a_valid_distinct_identity_and_a_loaded_map(name: str) -> None:
+    data = load_vehicle_file(name)
+    vehicle = vehicle_identity(data)
+    assert validate_vin(vehicle.vin) is None and validate_plate(vehicle.plate) is None
+    assert data["capture"]["obd"]["ecu_vin"] == vehicle.vin
+    exhaust = ExhaustTable.model_validate(data["exhaust"])
+    assert exhaust.loaded is not None
+    if vehicle.fuel == "diesel":
+        smoke = SmokeTable.model_validate(data["smoke"])
+        assert smoke.loaded is not None and smoke.loaded.axis == "rpm" and exhaust.loaded.axis == "rpm"
+        assert vehicle.rated_engine_power_kw is not None
+
+
+def test_the_dynamometer_vehicles_are_six_different_vehicles() -> None:
+    identities = [vehicle_identity(load_vehicle_file(name)) for name in NEW_VEHICLES]
+    assert len({v.vin for v in identities}) == len({v.plate for v in identities}) == 6
+
+
+def test_the_humidity_case_carries_its_weather_and_the_others_may_leave_it_out() -> None:
+    ambient = vehicle_ambient(load_vehicle_file("asm-humidity-fail"))
+    assert ambient is not None and (ambient.temp_c, ambient.rh_pct, ambient.baro_kpa) == (25.0, 70.0, 100.5)
+    assert vehicle_ambient(load_vehicle_file("asm-fast-fail")) is None
+
+
+def test_the_nox80_truck_is_over_1500_ppm_wherever_the_80_percent_point_falls() -> None:
+    # the file's comment: over 1584-1936 r/min the NOx is 1588-1748 ppm; at 100 % (1980-2420) below
+    loaded = ExhaustTable.model_validate(load_vehicle_file("lug-fail-nox80")["exhaust"]).loaded
+    assert loaded is not None
+
+    def nox(rpm: float) -> float:
+        values = loaded.values_at(state(rpm=rpm))
+        return values["no_ppm"] + values["no2_ppm"]
+
+    assert nox(1584) == pytest.approx(1747.8) and nox(1936) == pytest.approx(1587.6)
+    assert nox(2200) == pytest.approx(1320)
