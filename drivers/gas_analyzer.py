@@ -6,11 +6,13 @@ the manual's 300 ms, and is repeated once where the command is safe to repeat
 the analyzer ACKs a repeat without restarting). A frozen SEQ over one second
 of good replies means frozen firmware: the link is dropped and reopened.
 
-On a GA-5N (IDENTIFY names the model) every poll reads READ_NOX after READ_MAIN and
-publishes the main reading with its `no2_ppm` / `nox_ppm` filled (None on a GA-5).
-The NOx frame's NO equals the main frame's NO of the same 10 Hz update; when they
-differ an update fell between the two reads and READ_MAIN is read once more. The
-line has room for it: 25 + 9 bytes at 9600 baud take about 35 ms of each 100 ms.
+On a GA-5N (IDENTIFY names the model) every poll reads READ_NOX and READ_MAIN and
+publishes the main reading with its `no2_ppm` / `nox_ppm` filled (None on a GA-5, and
+while a zero, leak check or calibration runs: the analyzer NAKs READ_NOX then). The
+NOx frame's NO equals the main frame's NO of the same 10 Hz update; when they differ an
+update fell between the two reads and READ_NOX is read once more. The line has room:
+1 + 8, 1 + 24 and 1 + 8 bytes at 9600 baud, with the analyzer's think time, take at
+most about 80 ms of each 100 ms.
 
 Safe state: the pump stopped (PUMP_STOP), on every (re)connect unless a procedure of
 ours owns the analyzer, and on stop or a failed procedure (drivers/base.py).
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from drivers.base import Backoff, Driver
+from drivers.base import READ_REPLY_AT, Backoff, Driver
 from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
 from drivers.serial_link import SerialLink
 from protocols import gas_analyzer as ga
@@ -120,26 +122,34 @@ class GasAnalyzerDriver(Driver):
         return self.identity is not None and self.identity.has_nox
 
     async def _poll(self) -> None:
+        if not self.is_ga5n or self._processes_running:  # a process NAKs READ_NOX (the manual)
+            reading = await self.read_main()
+            self._check_stale(reading.seq)
+            self.readings.publish(reading)
+            return
+        # Both frames of one update: read as they come, not left in the port until the next tick
+        # (drivers/serial_link.py), else the second would be an update later.
+        token = READ_REPLY_AT.set(None)
+        try:
+            await self._poll_with_nox()
+        finally:
+            READ_REPLY_AT.reset(token)
+
+    async def _poll_with_nox(self) -> None:
+        """READ_NOX, READ_MAIN, and READ_NOX again when an update fell between them (their NO
+        differ): the main reading is published with NO2 and NOX of its own update."""
+        nox = await self.read_nox()
         reading = await self.read_main()
         self._check_stale(reading.seq)
-        if self.is_ga5n and not self._processes_running:  # a process NAKs READ_NOX (the manual)
+        if nox.no_ppm != reading.no_ppm:
             try:
-                reading = await self._with_nox(reading)
+                nox = await self.read_nox()
             except DeviceError:
                 self.readings.publish(reading)  # the main reading stands without its NOx
                 raise
-        self.readings.publish(reading)
-
-    async def _with_nox(self, reading: ga.MainReading) -> ga.MainReading:
-        """The main reading with NO2 and NOX of the same update (matched by NO, see above)."""
-        nox = await self.read_nox()
-        if nox.no_ppm != reading.no_ppm:
-            again = await self.read_main()
-            if again.no_ppm == nox.no_ppm:
-                reading = again
-            else:
-                self.log.debug("nox_update_mismatch", main_no_ppm=again.no_ppm, nox_no_ppm=nox.no_ppm)
-        return dataclasses.replace(reading, no2_ppm=nox.no2_ppm, nox_ppm=nox.nox_ppm)
+            if nox.no_ppm != reading.no_ppm:
+                self.log.debug("nox_update_mismatch", main_no_ppm=reading.no_ppm, nox_no_ppm=nox.no_ppm)
+        self.readings.publish(dataclasses.replace(reading, no2_ppm=nox.no2_ppm, nox_ppm=nox.nox_ppm))
 
     async def _safe_state(self) -> None:
         await self._transact(ga.Command.PUMP_STOP)

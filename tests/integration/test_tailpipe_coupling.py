@@ -108,6 +108,24 @@ async def test_a_ga5n_is_polled_for_nox_and_publishes_no_no2_and_their_sum(tmp_p
         assert direct.nox_ppm == direct.no_ppm + direct.no2_ppm and abs(direct.no2_ppm - 40) <= 5
 
 
+async def test_every_polled_reading_pairs_the_main_frame_with_the_nox_of_its_own_update(tmp_path: Path) -> None:
+    async with gas_analyzer(tmp_path, "lug-pass", model="GA-5N") as (sim, driver, _control):
+        sim.control({"do": "probe", "inserted": True})
+        sim.control({"do": "engine", "mode": "idle"})
+        await driver.pump("sample")
+        await reading_where(driver, lambda r: warm(r) and r.no_ppm > 140)
+        served = sim.requests_served
+        readings = []
+        with driver.readings.subscription() as queue:
+            async with asyncio.timeout(5):
+                while len(readings) < 20:
+                    readings.append(await queue.get())
+        # with NO noise (2 ppm) a NOx frame of another update would show as NOX != NO + NO2
+        assert all(r.nox_ppm == r.no_ppm + r.no2_ppm for r in readings)
+        assert len({r.seq for r in readings}) >= 15  # about one reading per 10 Hz update
+        assert sim.requests_served - served <= 3 * len(readings) + 3  # at most NOX, MAIN, NOX a poll
+
+
 async def test_a_plain_ga5_refuses_read_nox_and_publishes_no_nox(tmp_path: Path) -> None:
     async with gas_analyzer(tmp_path, "asm-pass") as (_sim, driver, _control):
         assert driver.identity is not None and driver.identity.model == "GA-5" and not driver.is_ga5n
