@@ -378,7 +378,9 @@ class GasAnalyzerSimulator(PacedSerialServer):
         if not self.probe_inserted or (self.engine == "off" and state is None):
             return None
         if state is not None and loaded is not None:
-            raw = Gas(**loaded.values_at(state))
+            idle = self.exhaust.idle
+            at_idle = {k: getattr(idle, k) for k in ("hc_ppm", "co_pct", "co2_pct", "o2_pct", "no_ppm", "no2_ppm")}
+            raw = Gas(**loaded.values_at(state, at_idle))
             dilution = self.exhaust.dilution if loaded.dilution is None else loaded.dilution
             return raw.toward(self._air(), dilution)
         mode = self._mode(self.engine if self.engine != "off" else "idle")

@@ -281,7 +281,11 @@ class SmokeModel:
         if state is not None:  # on the dynamometer: the operating point makes the smoke
             self._acc = acc = None
             loaded = self.smoke.loaded
-            raw_k_m1 = loaded.values_at(state)["k_m1"] if loaded is not None else self.smoke.idle_k_m1
+            raw_k_m1 = (
+                loaded.values_at(state, {"k_m1": self.smoke.idle_k_m1})["k_m1"]
+                if loaded is not None
+                else self.smoke.idle_k_m1
+            )
             self._rpm = state.rpm
         if acc is not None:
             tau_s = self.now_s - acc.started_s

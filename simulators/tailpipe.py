@@ -22,6 +22,10 @@ speed_kmh or power_kw) and interpolated linearly, clamped at the ends:
       { at = 40, hc_ppm = 50, co_pct = 0.25, co2_pct = 14.6, o2_pct = 0.4, no_ppm = 420 },
     ]
 
+With `scale_with_load = true` the points are full-load values (a diesel's smoke and
+NOx curves by rpm at full throttle): at load L a value is idle + (point − idle) · L,
+the idle values being the vehicle's `[exhaust.idle]` gases or `[smoke]` idle_k_m1.
+
 The vehicle file's `[ambient]` (temp_c, rh_pct, baro_kpa) overrides the device's
 ambient for READ_ENV / ENV, so a test case can fix the humidity correction.
 """
@@ -114,6 +118,9 @@ class OperatingMap(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
     axis: Axis = Field(description="what `at` of each point is: rpm, load (0..1), speed_kmh or power_kw")
+    scale_with_load: bool = Field(
+        False, description="the points are full-load values: at load L the value is idle + (point - idle) * L"
+    )
 
     @model_validator(mode="after")
     def _points_ordered(self) -> OperatingMap:
@@ -125,10 +132,17 @@ class OperatingMap(BaseModel):
             raise ValueError(f"points must be in increasing `at` ({self.axis}) without repeats, got {ats}")
         return self
 
-    def values_at(self, state: EngineState) -> dict[str, float]:
+    def values_at(self, state: EngineState, idle: dict[str, float] | None = None) -> dict[str, float]:
+        """The map's values at this operating point; with `scale_with_load`, moved from `idle`
+        (the engine's no-load values, required then) towards the map's by the load fraction."""
         points: list[Any] = getattr(self, "points", [])
         table = [(p.at, p.model_dump(exclude={"at"}, exclude_none=False)) for p in points]
-        return interpolate(table, state.on(self.axis))
+        full = interpolate(table, state.on(self.axis))
+        if not self.scale_with_load:
+            return full
+        if idle is None:
+            raise ValueError("a map with scale_with_load needs the engine's idle values")
+        return {k: idle[k] + (v - idle[k]) * state.load for k, v in full.items()}
 
 
 class VehicleAmbient(BaseModel):

@@ -220,11 +220,15 @@ async def test_a_ga5n_on_the_dynamometer_reads_the_diesels_nox_map_by_rpm(tmp_pa
     async with gas_analyzer(tmp_path, "lug-fail-nox80", model="GA-5N", noise=QUIET) as (sim, driver, control):
         sim.control({"do": "probe", "inserted": True})
         await driver.pump("sample")
-        async with engine_states(control, {"rpm": 1600.0, "load": 1.0, "power_kw": 120.0, "speed_kmh": 55.0}):
+        async with engine_states(control, {"rpm": 1600.0, "load": 1.0, "power_kw": 120.0, "speed_kmh": 55.0}) as state:
             # lug-fail-nox80 at 1600 r/min, half way from 1400 (NO 1620, NO2 160) to 1800 (1550, 160):
             # NO 1585, NO2 160, NOx 1745
             r = await reading_where(driver, lambda r: warm(r) and r.no_ppm == 1585)
             assert (r.no2_ppm, r.nox_ppm, r.rpm) == (160, 1745, 1600)
+            # back to idle speed and no load (the driver let go): [exhaust.idle] NO 160, NO2 40 at 650
+            state.update(rpm=650.0, load=0.0, power_kw=0.0)
+            r = await reading_where(driver, lambda r: r.no_ppm == 160 and r.rpm == 650)
+            assert (r.no2_ppm, r.nox_ppm, r.co2_pct) == (40, 200, 2.6)
 
 
 # ----- tailpipe coupling: the opacimeter ---------------------------------------------------------

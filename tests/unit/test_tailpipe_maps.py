@@ -56,6 +56,19 @@ def test_load_and_power_are_axes_too() -> None:
     assert by_load.values_at(state(load=0.5))["k_m1"] == pytest.approx(0.5)
 
 
+def test_a_full_load_map_scales_from_idle_with_the_load_fraction() -> None:
+    smoke = LoadedSmoke.model_validate({
+        "axis": "rpm", "scale_with_load": True,
+        "points": [{"at": 1000, "k_m1": 1.00}, {"at": 1800, "k_m1": 0.60}],
+    })
+    # 1400 r/min: 0.80 at full load; at load 0.5 half way from idle 0.06: 0.06 + 0.74 × 0.5 = 0.43
+    assert smoke.values_at(state(rpm=1400, load=0.5), {"k_m1": 0.06})["k_m1"] == pytest.approx(0.43)
+    assert smoke.values_at(state(rpm=1400, load=0.0), {"k_m1": 0.06})["k_m1"] == pytest.approx(0.06)
+    assert smoke.values_at(state(rpm=1400, load=1.0), {"k_m1": 0.06})["k_m1"] == pytest.approx(0.80)
+    with pytest.raises(ValueError, match="idle"):
+        smoke.values_at(state())
+
+
 @pytest.mark.parametrize("points", [[], [{"at": 2, "k_m1": 0.5}, {"at": 1, "k_m1": 0.4}],
                                     [{"at": 1, "k_m1": 0.5}, {"at": 1, "k_m1": 0.4}]])
 def test_a_map_without_points_or_out_of_order_is_refused(points: list[dict[str, float]]) -> None:
@@ -119,11 +132,12 @@ def test_the_humidity_case_carries_its_weather_and_the_others_may_leave_it_out()
 
 def test_the_nox80_truck_is_over_1500_ppm_wherever_the_80_percent_point_falls() -> None:
     # the file's comment: over 1584-1936 r/min the NOx is 1588-1748 ppm; at 100 % (1980-2420) below
-    loaded = ExhaustTable.model_validate(load_vehicle_file("lug-fail-nox80")["exhaust"]).loaded
-    assert loaded is not None
+    exhaust = ExhaustTable.model_validate(load_vehicle_file("lug-fail-nox80")["exhaust"])
+    assert exhaust.loaded is not None
+    idle = exhaust.idle.model_dump(include={"hc_ppm", "co_pct", "co2_pct", "o2_pct", "no_ppm", "no2_ppm"})
 
-    def nox(rpm: float) -> float:
-        values = loaded.values_at(state(rpm=rpm))
+    def nox(rpm: float) -> float:  # at full throttle, load 1.0: the map's own values
+        values = exhaust.loaded.values_at(state(rpm=rpm, load=1.0), idle)  # type: ignore[union-attr]
         return values["no_ppm"] + values["no2_ppm"]
 
     assert nox(1584) == pytest.approx(1747.8) and nox(1936) == pytest.approx(1587.6)
