@@ -258,6 +258,76 @@ async def test_engine_states_drive_the_opacimeters_k_and_rpm_then_idle_is_back(t
             await asyncio.wait_for(task, 5)
 
 
+# ----- the GA-5N's NOx frame on a fake clock -------------------------------------------------------
+
+
+def _bench(model: str, vehicle: str = "lug-pass", **overrides: Any) -> tuple[GasAnalyzerSimulator, _Clock]:
+    clock = _Clock()
+    config = load_analyzer_config(fast=True, seed=11, model=model, **overrides)
+    return GasAnalyzerSimulator("/nonexistent/ga", config=config, vehicle=vehicle, clock=clock), clock
+
+
+def _ask(sim: GasAnalyzerSimulator, command: ga.Command) -> Any:
+    reply = sim.handle(ga.encode_request(command))
+    assert reply is not None
+    (item,) = ga.ReplyDecoder(command).feed(reply)
+    return item
+
+
+def test_ga5n_nox_frame_reads_zero_while_warming_up_then_the_same_updates_no() -> None:
+    sim, clock = _bench("GA-5N")
+    sim.control({"do": "probe", "inserted": True})
+    sim.control({"do": "engine", "mode": "idle"})
+    assert _ask(sim, ga.Command.READ_NOX) == ga.NoxReading(0, 0, 0)  # warming up (fast: 1 s)
+    clock.now += 1.5
+    assert _ask(sim, ga.Command.PUMP_SAMPLE) == ga.Ack()
+    clock.now += 3.0
+    for _ in range(10):  # NO carries 2 ppm of noise: each update's NO differs, the pair never does
+        clock.now += 0.1
+        main, nox = _main(sim), _ask(sim, ga.Command.READ_NOX)
+        assert nox.no_ppm == main.no_ppm and nox.nox_ppm == nox.no_ppm + nox.no2_ppm
+        assert abs(nox.no2_ppm - 40) <= 5  # lug-pass [exhaust.idle] NO2 40 ppm
+
+
+def test_a_frozen_ga5n_freezes_its_nox_frame_with_the_main_frame() -> None:
+    sim, clock = _bench("GA-5N")
+    sim.control({"do": "probe", "inserted": True})
+    sim.control({"do": "engine", "mode": "idle"})
+    clock.now += 1.5
+    _ask(sim, ga.Command.PUMP_SAMPLE)
+    clock.now += 3.0
+    sim.inject("frozen_seq")
+    frozen = _ask(sim, ga.Command.READ_NOX)
+    clock.now += 1.0
+    assert _ask(sim, ga.Command.READ_NOX) == frozen
+
+
+def test_read_nox_is_naked_by_a_ga5_always_and_by_a_ga5n_during_a_zero() -> None:
+    ga5, clock5 = _bench("GA-5")
+    assert _ask(ga5, ga.Command.READ_NOX) == ga.Nak()
+    clock5.now += 1.5
+    assert _ask(ga5, ga.Command.READ_NOX) == ga.Nak()
+    ga5n, clock = _bench("GA-5N")
+    clock.now += 1.5
+    assert _ask(ga5n, ga.Command.ZERO) == ga.Ack()
+    assert _ask(ga5n, ga.Command.READ_NOX) == ga.Nak()  # the manual: only reads of MAIN, ENV, STATUS
+    clock.now += 0.6  # fast ZERO 0.5 s
+    assert isinstance(_ask(ga5n, ga.Command.READ_NOX), ga.NoxReading)
+
+
+async def test_a_ga5n_driver_zeroes_without_asking_for_nox_meanwhile(tmp_path: Path) -> None:
+    async with gas_analyzer(tmp_path, "lug-pass", model="GA-5N", warmup_s=0.0) as (_sim, driver, _control):
+        await reading_where(driver, lambda r: r.nox_ppm is not None)
+        states: list[str] = []
+        driver.add_health_listener(lambda _name, health: states.append(health.state))
+        with driver.readings.subscription() as queue:
+            assert await driver.zero() is True
+            during = [queue.get_nowait() for _ in range(queue.qsize())]
+        assert during and any(r.nox_ppm is None for r in during)  # main readings go on without NOx
+        assert "degraded" not in states  # no NAK was asked for
+        assert (await reading_where(driver, lambda r: r.nox_ppm is not None)).nox_ppm is not None
+
+
 # ----- helpers for the bench on a fake clock ----------------------------------------------------
 
 

@@ -3,11 +3,15 @@ engine-state messages and their timeout, and the six test vehicles of the dynamo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from protocols.pda import capture_contract_errors, parse_capture
 from protocols.vin import validate_plate, validate_vin
-from simulators.gas_analyzer import ExhaustTable, LoadedExhaust
-from simulators.opacimeter import LoadedSmoke, SmokeTable
+from simulators.gas_analyzer import ExhaustTable, GasAnalyzerSimulator, LoadedExhaust, load_analyzer_config
+from simulators.opacimeter import LoadedSmoke, SmokeTable, load_smoke
+from simulators.pda import build_capture
 from simulators.tailpipe import EngineCoupling, EngineState, interpolate, vehicle_ambient
 from simulators.vehicle import load_vehicle_file, vehicle_identity
 
@@ -117,6 +121,18 @@ def test_each_dynamometer_vehicle_has_a_valid_distinct_identity_and_a_loaded_map
         smoke = SmokeTable.model_validate(data["smoke"])
         assert smoke.loaded is not None and smoke.loaded.axis == "rpm" and exhaust.loaded.axis == "rpm"
         assert vehicle.rated_engine_power_kw is not None
+
+
+@pytest.mark.parametrize("name", NEW_VEHICLES)
+def test_each_dynamometer_vehicle_is_met_by_its_simulators_and_its_pda_capture_is_valid(name: str) -> None:
+    data = load_vehicle_file(name)
+    sim = GasAnalyzerSimulator("/nonexistent/ga", config=load_analyzer_config(fast=True), vehicle=name)
+    assert sim.vehicle.vin == data["vehicle"]["vin"]
+    if data["vehicle"]["fuel"] == "diesel":
+        smoke, _path = load_smoke(name)
+        assert smoke.loaded is not None
+    built = build_capture(data, "370100202612070001", capture_id="c-1", now=datetime(2026, 12, 7, 9, tzinfo=UTC))
+    assert capture_contract_errors(parse_capture(built.payload)) == []
 
 
 def test_the_dynamometer_vehicles_are_six_different_vehicles() -> None:
