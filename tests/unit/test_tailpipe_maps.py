@@ -3,6 +3,7 @@ engine-state messages and their timeout, and the six test vehicles of the dynamo
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -158,3 +159,42 @@ def test_the_nox80_truck_is_over_1500_ppm_wherever_the_80_percent_point_falls() 
 
     assert nox(1584) == pytest.approx(1747.8) and nox(1936) == pytest.approx(1587.6)
     assert nox(2200) == pytest.approx(1320)
+
+
+# ----- the ASM cars' verdicts, as their header comments work them out ------------------------------
+
+
+def _asm_corrected(name: str, speed_kmh: float) -> tuple[float, float, float, float, float]:
+    """HCc, COc, NO·DF, NOc = NO·DF·kH and kH of a car's map at this speed under its [ambient]
+    (standards.md, ASM per-second values; a = 4.644 for gasoline)."""
+    data = load_vehicle_file(name)
+    exhaust = ExhaustTable.model_validate(data["exhaust"])
+    assert exhaust.loaded is not None
+    gas = exhaust.loaded.values_at(state(speed_kmh=speed_kmh))
+    ambient = vehicle_ambient(data)
+    t, rh, pa = (ambient.temp_c, ambient.rh_pct, ambient.baro_kpa) if ambient else (21.5, 55.3, 100.8)
+    x = gas["co2_pct"] / (gas["co2_pct"] + gas["co_pct"])
+    df = x / (4.644 + 1.88 * x) * 100 / gas["co2_pct"]
+    pd = 0.61078 * math.exp(17.27 * t / (t + 237.3))
+    h = 6.211 * rh * pd / (pa - pd * rh / 100)
+    kh = 1 / (1 - 0.0329 * (h - 10.71))
+    return gas["hc_ppm"] * df, gas["co_pct"] * df, gas["no_ppm"] * df, gas["no_ppm"] * df * kh, kh
+
+
+def test_asm_pass_runs_both_phases_to_the_end_and_passes() -> None:
+    hc, co, _no_df, no, kh = _asm_corrected("asm-pass", 25)
+    assert kh == pytest.approx(0.8984, abs=1e-4)
+    assert (round(hc), round(co, 2), round(no)) == (63, 0.31, 421)  # 63 > 45: no fast pass; all ≤ 90 / 0.50 / 700
+    hc, co, _no_df, no, _kh = _asm_corrected("asm-pass", 40)
+    assert (round(hc), round(co, 2), round(no)) == (52, 0.26, 391)  # 52 > 40: no fast pass; all ≤ 80 / 0.40 / 650
+
+
+def test_asm_fast_fail_is_over_500_percent_of_the_co_limit() -> None:
+    _hc, co, *_ = _asm_corrected("asm-fast-fail", 25)
+    assert round(co, 2) == 3.44 and co > 5 * 0.50
+
+
+def test_asm_humidity_fail_passes_no_before_the_humidity_correction_and_fails_after() -> None:
+    hc, _co, no_df, no, kh = _asm_corrected("asm-humidity-fail", 25)
+    assert kh == pytest.approx(1.1219, abs=1e-4)
+    assert round(hc) == 57 and round(no_df) == 665 and round(no) == 747  # 665 ≤ 700 < 747
