@@ -1,10 +1,18 @@
-"""Driver of the GA-5 five-gas analyzer (serial, 9600 8N1), on the common driver life cycle.
+"""Driver of the GA-5 / GA-5N exhaust analyzer (serial, 9600 8N1), on the common driver life cycle.
 
 One request at a time; every request flushes the input first, waits at most
 the manual's 300 ms, and is repeated once where the command is safe to repeat
 (reads, PUMP_*, and a process command whose own process is already running:
 the analyzer ACKs a repeat without restarting). A frozen SEQ over one second
 of good replies means frozen firmware: the link is dropped and reopened.
+
+On a GA-5N (IDENTIFY names the model) every poll reads READ_NOX and READ_MAIN and
+publishes the main reading with its `no2_ppm` / `nox_ppm` filled (None on a GA-5, and
+while a zero, leak check or calibration runs: the analyzer NAKs READ_NOX then). The
+NOx frame's NO equals the main frame's NO of the same 10 Hz update; when they differ an
+update fell between the two reads and READ_NOX is read once more. The line has room:
+1 + 8, 1 + 24 and 1 + 8 bytes at 9600 baud, with the analyzer's think time, take at
+most about 80 ms of each 100 ms.
 
 Safe state: the pump stopped (PUMP_STOP), on every (re)connect unless a procedure of
 ours owns the analyzer, and on stop or a failed procedure (drivers/base.py).
@@ -13,11 +21,12 @@ ours owns the analyzer, and on stop or a failed procedure (drivers/base.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from drivers.base import Backoff, Driver
+from drivers.base import READ_REPLY_AT, Backoff, Driver
 from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
 from drivers.serial_link import SerialLink
 from protocols import gas_analyzer as ga
@@ -30,6 +39,7 @@ SAFE_TO_REPEAT = frozenset(
         ga.Command.READ_MAIN,
         ga.Command.READ_ENV,
         ga.Command.READ_STATUS,
+        ga.Command.READ_NOX,
         ga.Command.PROCESS_RESULT,
         ga.Command.IDENTIFY,
         ga.Command.PUMP_AMBIENT,
@@ -49,6 +59,7 @@ REPLY_NAMES = {
     ga.Command.READ_MAIN: "main data frame (24 bytes)",
     ga.Command.READ_ENV: "environment frame (8 bytes)",
     ga.Command.READ_STATUS: "status frame (5 bytes)",
+    ga.Command.READ_NOX: "NOx frame (8 bytes)",
     ga.Command.PROCESS_RESULT: "process frame (3 bytes)",
     ga.Command.IDENTIFY: "identity frame",
 }
@@ -85,6 +96,7 @@ class GasAnalyzerDriver(Driver):
         self.identity: ga.Identity | None = None
         self._last_seq: int | None = None
         self._seq_since = 0.0
+        self._processes_running = 0
 
     # ----- life cycle ------------------------------------------------------------
 
@@ -103,10 +115,41 @@ class GasAnalyzerDriver(Driver):
         }
         self._last_seq = None
 
+    @property
+    def is_ga5n(self) -> bool:
+        """Whether the connected analyzer identified as a GA-5N (answers READ_NOX); False before
+        the first IDENTIFY."""
+        return self.identity is not None and self.identity.has_nox
+
     async def _poll(self) -> None:
+        if not self.is_ga5n or self._processes_running:  # a process NAKs READ_NOX (the manual)
+            reading = await self.read_main()
+            self._check_stale(reading.seq)
+            self.readings.publish(reading)
+            return
+        # Both frames of one update: read as they come, not left in the port until the next tick
+        # (drivers/serial_link.py), else the second would be an update later.
+        token = READ_REPLY_AT.set(None)
+        try:
+            await self._poll_with_nox()
+        finally:
+            READ_REPLY_AT.reset(token)
+
+    async def _poll_with_nox(self) -> None:
+        """READ_NOX, READ_MAIN, and READ_NOX again when an update fell between them (their NO
+        differ): the main reading is published with NO2 and NOX of its own update."""
+        nox = await self.read_nox()
         reading = await self.read_main()
         self._check_stale(reading.seq)
-        self.readings.publish(reading)
+        if nox.no_ppm != reading.no_ppm:
+            try:
+                nox = await self.read_nox()
+            except DeviceError:
+                self.readings.publish(reading)  # the main reading stands without its NOx
+                raise
+            if nox.no_ppm != reading.no_ppm:
+                self.log.debug("nox_update_mismatch", main_no_ppm=reading.no_ppm, nox_no_ppm=nox.no_ppm)
+        self.readings.publish(dataclasses.replace(reading, no2_ppm=nox.no2_ppm, nox_ppm=nox.nox_ppm))
 
     async def _safe_state(self) -> None:
         await self._transact(ga.Command.PUMP_STOP)
@@ -163,6 +206,18 @@ class GasAnalyzerDriver(Driver):
     async def read_main(self) -> ga.MainReading:
         return await self._typed(ga.Command.READ_MAIN, ga.MainReading)
 
+    async def read_nox(self) -> ga.NoxReading:
+        """NO, NO2 and NOX of the latest update (GA-5N); DeviceRefused on a plain GA-5."""
+        try:
+            return await self._typed(ga.Command.READ_NOX, ga.NoxReading)
+        except DeviceRefused as exc:
+            if "NAK" not in exc.detail or self.is_ga5n:  # a GA-5N refusing now: busy, not NOx-less
+                raise
+            model = self.identity.model if self.identity else ga.MODEL_GA5
+            raise DeviceRefused(
+                self.name, f"the analyzer is a {model} without NOx (READ_NOX answered NAK)", port=self.port
+            ) from None
+
     async def read_env(self) -> ga.EnvReading:
         return await self._typed(ga.Command.READ_ENV, ga.EnvReading)
 
@@ -208,6 +263,13 @@ class GasAnalyzerDriver(Driver):
         """Start ZERO / LEAK_CHECK / CALIBRATE and wait for its result: True passed, False failed.
 
         A process still reporting RUNNING after twice its nominal time has failed (the manual)."""
+        self._processes_running += 1
+        try:
+            return await self._await_process(command, on_progress)
+        finally:
+            self._processes_running -= 1
+
+    async def _await_process(self, command: ga.Command, on_progress: Callable[[float], None] | None) -> bool:
         await self._typed(command, ga.Ack)
         started = time.monotonic()
         limit_s = 2 * NOMINAL_PROCESS_S[command] * self.process_time_scale

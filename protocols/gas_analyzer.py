@@ -1,11 +1,13 @@
-"""GA-5 five-gas exhaust analyzer: its serial protocol as bytes ⇄ typed frames, without I/O.
+"""GA-5 / GA-5N exhaust analyzer: its serial protocol as bytes ⇄ typed frames, without I/O.
 
 The manual is ../shared/spec/devices/gas-analyzer.md: one-byte commands, fixed-
 length big-endian replies that start with `06`, a plain 8-bit sum checksum. The
 host side is `encode_request` and the incremental `ReplyDecoder`; the analyzer
 side (the simulator) is `request_length` / `decode_request` / `RequestDecoder`
 and the `encode_*` functions. Values are scaled here and nowhere else, so the
-driver, the simulator and the tests all see %vol, ppm, °C and kPa.
+driver, the simulator and the tests all see %vol, ppm, °C and kPa. The GA-5N is
+the same analyzer with an NO2 cell: it answers READ_NOX, a plain GA-5 NAKs it,
+and IDENTIFY names the model (`Identity.has_nox`).
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ OIL_T_NONE: Final = -0x8000
 IDENTITY_MAX_LEN: Final = 40
 #: WRITE_SPAN is the only multi-byte request
 WRITE_SPAN_LENGTH: Final = 10
+#: the models IDENTIFY names: a GA-5N answers READ_NOX, a GA-5 NAKs it
+MODEL_GA5: Final = "GA-5"
+MODEL_GA5N: Final = "GA-5N"
 
 
 class Command(IntEnum):
     READ_MAIN = 0x01
     READ_ENV = 0x02
     READ_STATUS = 0x03
+    READ_NOX = 0x04
     PUMP_AMBIENT = 0x10
     PUMP_SAMPLE = 0x11
     BACKFLUSH = 0x12
@@ -87,6 +93,7 @@ REPLY_LENGTH: Final[dict[Command, int | None]] = {
     Command.READ_MAIN: 24,
     Command.READ_ENV: 8,
     Command.READ_STATUS: 5,
+    Command.READ_NOX: 8,
     Command.PROCESS_RESULT: 3,
     Command.IDENTIFY: None,
     **{
@@ -101,7 +108,10 @@ REPLY_LENGTH: Final[dict[Command, int | None]] = {
 
 @dataclass(frozen=True)
 class MainReading:
-    """Reply to READ_MAIN. `oil_temp_c` None: no oil probe; `lambda_value` None: the frame says 0."""
+    """Reply to READ_MAIN. `oil_temp_c` None: no oil probe; `lambda_value` None: the frame says 0.
+
+    `no2_ppm` and `nox_ppm` are not in the main frame: the driver's poll fills them from the
+    READ_NOX of the same update on a GA-5N; None on a GA-5 (and in a decoded main frame)."""
 
     hc_ppm: int
     co_pct: float
@@ -114,6 +124,18 @@ class MainReading:
     pef: float
     flags: Flags
     seq: int
+    no2_ppm: int | None = None
+    nox_ppm: int | None = None
+
+
+@dataclass(frozen=True)
+class NoxReading:
+    """Reply to READ_NOX (GA-5N only): NO as in the main frame of the same update, NO2, and
+    NOX = NO + NO2 as the analyzer computed it (saturating at 65535), all in ppm."""
+
+    no_ppm: int
+    no2_ppm: int
+    nox_ppm: int
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,11 @@ class Identity:
     serial: str
     firmware: str
 
+    @property
+    def has_nox(self) -> bool:
+        """Whether this analyzer is a GA-5N, the model that answers READ_NOX."""
+        return self.model == MODEL_GA5N
+
 
 @dataclass(frozen=True)
 class Ack:
@@ -163,7 +190,7 @@ class SpanGas:
     no_ppm: int
 
 
-Reply: TypeAlias = MainReading | EnvReading | StatusReading | ProcessReply | Identity | Ack | Nak
+Reply: TypeAlias = MainReading | NoxReading | EnvReading | StatusReading | ProcessReply | Identity | Ack | Nak
 Request: TypeAlias = Command | tuple[Command, SpanGas]
 
 #: span values at power-up
@@ -174,6 +201,7 @@ SPAN_MAX: Final = SpanGas(c3h8_ppm=10000, co_pct=10.00, co2_pct=20.00, no_ppm=50
 # frame layouts without their trailing checksum byte
 _MAIN = struct.Struct(">BhHHHHHhHHBHB")
 _ENV = struct.Struct(">BhHH")
+_NOX = struct.Struct(">BHHH")
 _STATUS = struct.Struct(">BBH")
 _SPAN = struct.Struct(">BHHHH")
 _U16 = (0, 0xFFFF)
@@ -256,6 +284,9 @@ def _decode_body(command: Command, frame: bytes) -> Reply:
             flags=Flags(flags),
             seq=seq,
         )
+    if command is Command.READ_NOX:
+        _, no, no2, nox = _NOX.unpack(frame[:-1])
+        return NoxReading(no_ppm=no, no2_ppm=no2, nox_ppm=nox)
     if command is Command.READ_ENV:
         _, amb, baro, rh = _ENV.unpack(frame[:-1])
         return EnvReading(ambient_temp_c=amb / 10, baro_kpa=baro / 10, rh_pct=rh / 10)
@@ -442,6 +473,22 @@ def encode_main(r: MainReading) -> bytes:
         0,
     )
     return _with_cs(body)
+
+
+def encode_nox(r: NoxReading) -> bytes:
+    """The 8-byte NOx frame of a GA-5N: 06 NO NO2 NOX CS (uint16 ppm each)."""
+    body = _NOX.pack(
+        _ACK_BYTE,
+        to_units(r.no_ppm, 1, "no_ppm", *_U16),
+        to_units(r.no2_ppm, 1, "no2_ppm", *_U16),
+        to_units(r.nox_ppm, 1, "nox_ppm", *_U16),
+    )
+    return _with_cs(body)
+
+
+def nox_of(no_ppm: int, no2_ppm: int) -> NoxReading:
+    """The NOx frame's values as a GA-5N computes them: NOX = NO + NO2, saturating at 65535."""
+    return NoxReading(no_ppm=no_ppm, no2_ppm=no2_ppm, nox_ppm=min(0xFFFF, no_ppm + no2_ppm))
 
 
 def encode_env(r: EnvReading) -> bytes:

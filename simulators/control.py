@@ -8,6 +8,11 @@ lines and answers each with one JSON line:
     {"do": "NAME", ...}                  a device-specific action (drive on an axle, remove the probe, ...)
     {"get": "state"}                     the simulator's state as JSON
 
+The gas analyzer and the opacimeter also take the dynamometer's engine state, ten a second
+while a vehicle is on the rollers (simulators/tailpipe.py; answered {"coupled": true, "rpm": …}):
+
+    {"do": "engine_state", "rpm": 2350.0, "load": 0.62, "power_kw": 11.4, "speed_kmh": 25.1}
+
 Try it with `socat - UNIX-CONNECT:PATH`.
 """
 

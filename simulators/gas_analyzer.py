@@ -1,4 +1,4 @@
-"""GA-5 gas analyzer simulator: the analyzer's end of the serial line, as its manual says.
+"""GA-5 / GA-5N gas analyzer simulator: the analyzer's end of the serial line, as its manual says.
 
 The bench updates at 10 Hz (SEQ +1 each time). What reaches it depends on the
 pump the host commanded and on the probe and the engine, which a control
@@ -10,6 +10,13 @@ device defaults (warm-up, T90, process times, identity, PEF) come from
 config/simulators/gas-analyzer.toml, whose `[fast]` table shortens them for
 tests and demos. Updates are computed lazily from the clock when the host or
 a control client looks, so the simulated 10 Hz never drifts or bursts.
+
+The device file's `model` makes it a GA-5 (default) or a GA-5N, which answers
+READ_NOX with the same update's NO, the NO2 of the inlet and NOX = NO + NO2; a
+GA-5 answers READ_NOX with NAK. While the dynamometer simulator sends engine
+states (`{"do": "engine_state", ...}`, simulators/tailpipe.py) the tailpipe gas
+and the RPM field follow the vehicle's `[exhaust.loaded]` map instead of the
+engine mode; the vehicle file's `[ambient]` overrides READ_ENV's weather.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from protocols import gas_analyzer as ga
 from protocols.errors import FrameError, ProtocolError
 from simulators.control import ControlServer
 from simulators.line import SHARED_FAULTS, LineTiming, PacedSerialServer
+from simulators.tailpipe import EngineCoupling, EngineState, OperatingMap, vehicle_ambient
 from simulators.vehicle import CONFIG_DIR, load_vehicle_file, vehicle_identity
 
 log = structlog.get_logger("simulators.gas_analyzer")
@@ -102,6 +110,7 @@ class Noise(BaseModel):
     co2_pct: float = Field(0.02, ge=0)
     o2_pct: float = Field(0.01, ge=0)
     no_ppm: float = Field(2.0, ge=0)
+    no2_ppm: float = Field(1.0, ge=0)
     rpm: float = Field(8.0, ge=0)
 
 
@@ -109,6 +118,7 @@ class AnalyzerConfig(BaseModel):
     """config/simulators/gas-analyzer.toml: what this simulated bench is like."""
 
     model_config = ConfigDict(extra="forbid")
+    model: Literal["GA-5", "GA-5N"] = "GA-5"
     serial: str = Field("0001", pattern=r"^[^,]*$")
     firmware: str = Field("1.0.0", pattern=r"^[^,]*$")
     pef: float = Field(0.525, gt=0, le=65.535)
@@ -133,7 +143,7 @@ class AnalyzerConfig(BaseModel):
     @model_validator(mode="after")
     def _identity_fits(self) -> AnalyzerConfig:
         try:
-            ga.encode_identity(ga.Identity("GA-5", f"SIM{self.serial}", self.firmware))
+            ga.encode_identity(ga.Identity(self.model, f"SIM{self.serial}", self.firmware))
         except ProtocolError as exc:
             raise ValueError(f"serial/firmware: {exc}") from None
         return self
@@ -160,14 +170,37 @@ class ExhaustMode(BaseModel):
     co2_pct: float = Field(ge=0, le=20)
     o2_pct: float = Field(ge=0, le=21)
     no_ppm: float = Field(ge=0, le=5000)
+    no2_ppm: float = Field(0.0, ge=0, le=5000)
     rpm: int | None = Field(default=None, ge=0, le=12000)
     dilution: float | None = Field(default=None, ge=0, lt=1)
     rpm_unstable: bool = False
 
 
+class LoadedExhaustPoint(BaseModel):
+    """One operating point of `[exhaust.loaded]`: raw exhaust where the map's axis reads `at`."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: float
+    hc_ppm: float = Field(ge=0, le=30000)
+    co_pct: float = Field(ge=0, le=15)
+    co2_pct: float = Field(ge=0, le=20)
+    o2_pct: float = Field(ge=0, le=21)
+    no_ppm: float = Field(ge=0, le=5000)
+    no2_ppm: float = Field(0.0, ge=0, le=5000)
+
+
+class LoadedExhaust(OperatingMap):
+    """`[exhaust.loaded]`: raw exhaust under load, by operating point (simulators/tailpipe.py),
+    used while the dynamometer sends engine states. `dilution` overrides the vehicle's."""
+
+    points: list[LoadedExhaustPoint] = Field(min_length=1)
+    dilution: float | None = Field(default=None, ge=0, lt=1)
+
+
 class ExhaustTable(BaseModel):
     """A vehicle file's `[exhaust]` table. `dilution` is the share of ambient air mixed into the
-    sample (a leaking exhaust, a probe not deep enough); a mode may override it."""
+    sample (a leaking exhaust, a probe not deep enough); a mode may override it. `loaded` is
+    the map used while the vehicle runs on the dynamometer."""
 
     model_config = ConfigDict(extra="forbid")
     description: str = ""
@@ -176,6 +209,7 @@ class ExhaustTable(BaseModel):
     idle: ExhaustMode
     high_idle: ExhaustMode
     precondition: ExhaustMode | None = None
+    loaded: LoadedExhaust | None = None
     faults: list[ScheduledFault] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -196,6 +230,7 @@ class Gas:
     co2_pct: float
     o2_pct: float
     no_ppm: float
+    no2_ppm: float = 0.0
 
     def toward(self, other: Gas, share: float) -> Gas:
         """This gas moved `share` of the way to `other` (a mix, or one lag step)."""
@@ -217,7 +252,7 @@ def _round_half_up(value: float, decimals: int = 0) -> float:
 
 
 class GasAnalyzerSimulator(PacedSerialServer):
-    """A GA-5 on a pty at `link`. Use `async with` in tests, or `serve()` until cancelled."""
+    """A GA-5 (or GA-5N) on a pty at `link`. Use `async with` in tests, or `serve()` until cancelled."""
 
     def __init__(
         self,
@@ -234,7 +269,8 @@ class GasAnalyzerSimulator(PacedSerialServer):
         self.engine: EngineMode = "off"
         self.probe_inserted = False
         self.flag_overrides = ga.Flags(0)
-        self.env = ga.EnvReading(self.config.ambient.temp_c, self.config.ambient.baro_kpa, self.config.ambient.rh_pct)
+        self.coupling = EngineCoupling(self.name)
+        self._engine_state: EngineState | None = None
         self._task: asyncio.Task[None] | None = None
         self.load_vehicle(vehicle)
         self.power_up()
@@ -248,6 +284,13 @@ class GasAnalyzerSimulator(PacedSerialServer):
         self.exhaust = ExhaustTable.model_validate(data["exhaust"])
         self.vehicle = vehicle_identity(data)
         self.vehicle_path = data["_path"]
+        ambient = vehicle_ambient(data) or self.config.ambient
+        self.env = ga.EnvReading(ambient.temp_c, ambient.baro_kpa, ambient.rh_pct)
+
+    @property
+    def has_nox(self) -> bool:
+        """A GA-5N: answers READ_NOX."""
+        return self.config.model == ga.MODEL_GA5N
 
     def power_up(self, now: float | None = None) -> None:
         """Switch-on: warm-up, no process result, zero due, pump off, span at its defaults."""
@@ -269,8 +312,9 @@ class GasAnalyzerSimulator(PacedSerialServer):
         slots = round(cfg.transport_delay_s / TICK_S)
         self._hose: deque[Gas] = deque([self._bench] * slots)
         self._seq = 0
+        self._engine_state = self.coupling.at(t)
         self._rpm = self._engine_rpm(t)
-        self.reading = self._make_reading(t)
+        self.reading, self.nox = self._make_reading(t)
         log.info("sim_power_up", device=self.name, warmup_s=cfg.warmup_s)
 
     def state_at(self, t: float) -> ga.AnalyzerState:
@@ -311,11 +355,12 @@ class GasAnalyzerSimulator(PacedSerialServer):
 
     def _tick(self, t: float) -> None:
         self._timers(t)
+        self._engine_state = self.coupling.at(t)
         self._rpm = self._engine_rpm(t)
         self._step_gases(TICK_S)
         self._seq = (self._seq + 1) % 0x10000
         if not self.fault_active("frozen_seq"):
-            self.reading = self._make_reading(t)
+            self.reading, self.nox = self._make_reading(t)
 
     def _air(self, hc_ppm: float = 0.0) -> Gas:
         return Gas(hc_ppm, 0.0, self.config.ambient.co2_pct, self.config.ambient.o2_pct, 0.0)
@@ -326,15 +371,27 @@ class GasAnalyzerSimulator(PacedSerialServer):
         return self.exhaust.idle if engine == "idle" else self.exhaust.high_idle
 
     def _tailpipe(self) -> Gas | None:
-        """What the probe draws from a running engine (None: probe out or engine off)."""
-        if not self.probe_inserted or self.engine == "off":
+        """What the probe draws from a running engine (None: probe out or engine off). Under an
+        engine state from the dynamometer: the `[exhaust.loaded]` map at that operating point
+        (without a map, the engine mode's gases, idle if the mode says off)."""
+        state, loaded = self._engine_state, self.exhaust.loaded
+        if not self.probe_inserted or (self.engine == "off" and state is None):
             return None
-        mode = self._mode(self.engine)
-        raw = Gas(mode.hc_ppm, mode.co_pct, mode.co2_pct, mode.o2_pct, mode.no_ppm)
+        if state is not None and loaded is not None:
+            idle = self.exhaust.idle
+            at_idle = {k: getattr(idle, k) for k in ("hc_ppm", "co_pct", "co2_pct", "o2_pct", "no_ppm", "no2_ppm")}
+            raw = Gas(**loaded.values_at(state, at_idle))
+            dilution = self.exhaust.dilution if loaded.dilution is None else loaded.dilution
+            return raw.toward(self._air(), dilution)
+        mode = self._mode(self.engine if self.engine != "off" else "idle")
+        raw = Gas(mode.hc_ppm, mode.co_pct, mode.co2_pct, mode.o2_pct, mode.no_ppm, mode.no2_ppm)
         dilution = self.exhaust.dilution if mode.dilution is None else mode.dilution
         return raw.toward(self._air(), dilution)
 
     def _engine_rpm(self, t: float) -> int:
+        if self._engine_state is not None:  # the tachometer sees the engine on the dynamometer
+            rpm = self._engine_state.rpm + self._rng.gauss(0, self.config.noise.rpm)
+            return max(0, min(0xFFFF, round(rpm)))
         if self.engine == "off":
             return 0
         mode = self._mode(self.engine)
@@ -353,7 +410,7 @@ class GasAnalyzerSimulator(PacedSerialServer):
             t90 = cfg.hose_t90_s / (4 if self.pump == "backflush" else 1)
             self._hose_hc += (target - self._hose_hc) * _lag_share(dt, t90)
         if self._process is ga.Command.ZERO:  # the bench draws zero air through its own port
-            self._bench = Gas(0.0, 0.0, 0.0, cfg.ambient.o2_pct, 0.0)
+            self._bench = Gas(0.0, 0.0, 0.0, cfg.ambient.o2_pct, 0.0, 0.0)
             return
         if self._process is ga.Command.CALIBRATE:  # span gas flows straight to the bench
             s = self.span
@@ -367,13 +424,15 @@ class GasAnalyzerSimulator(PacedSerialServer):
             inlet = self._hose.popleft()
         self._bench = self._bench.toward(inlet, _lag_share(dt, cfg.t90_s))
 
-    def _make_reading(self, t: float) -> ga.MainReading:
+    def _make_reading(self, t: float) -> tuple[ga.MainReading, ga.NoxReading]:
+        """The main frame of this update, and the NOx frame of the same update (GA-5N)."""
         state = self.state_at(t)
         flags = self.flag_overrides
         flags |= ga.Flags.WARMING_UP if state is ga.AnalyzerState.WARMING_UP else 0
         flags |= ga.Flags.ZERO_DUE if self.zero_due(t) else 0
         flags |= {"sample": ga.Flags.PUMP_SAMPLE, "ambient": ga.Flags.PUMP_AMBIENT}.get(self.pump, 0)
         gases: tuple[int, float, float, float, int] = (0, 0.0, 0.0, 0.0, 0)
+        no2 = 0
         lam: float | None = None
         if state is not ga.AnalyzerState.WARMING_UP:
             b, n = self._bench, self.config.noise
@@ -386,13 +445,16 @@ class GasAnalyzerSimulator(PacedSerialServer):
                 for v, sd in ((b.co_pct, n.co_pct), (b.co2_pct, n.co2_pct), (b.o2_pct, n.o2_pct))
             )
             no = int(max(0, min(0xFFFF, _round_half_up(b.no_ppm + noise(n.no_ppm)))))
+            if self.has_nox:  # only a GA-5N draws NO2 noise: a GA-5's readings stay as they were
+                no2 = int(max(0, min(0xFFFF, _round_half_up(b.no2_ppm + noise(n.no2_ppm)))))
             gases = (hc, co, co2, o2, no)
             computed = ga.analyzer_lambda(hc, co, co2, o2)
             lam = None if computed is None else min(65.535, _round_half_up(computed, 3)) or None
-        return ga.MainReading(
+        main = ga.MainReading(
             *gases, rpm=self._rpm, oil_temp_c=self.exhaust.oil_temp_c, lambda_value=lam,
             pef=self.config.pef, flags=ga.Flags(flags), seq=self._seq,
         )
+        return main, ga.nox_of(main.no_ppm, no2)
 
     # ----- the line ---------------------------------------------------------------
 
@@ -433,6 +495,8 @@ class GasAnalyzerSimulator(PacedSerialServer):
                 return ga.NAK
         if command is ga.Command.READ_MAIN:
             return ga.encode_main(self.reading)
+        if command is ga.Command.READ_NOX:
+            return ga.encode_nox(self.nox) if self.has_nox else ga.NAK
         if command is ga.Command.READ_ENV:
             return ga.encode_env(self.env)
         if command is ga.Command.READ_STATUS:
@@ -441,7 +505,7 @@ class GasAnalyzerSimulator(PacedSerialServer):
         if command is ga.Command.PROCESS_RESULT:
             return ga.encode_process(self.result)
         if command is ga.Command.IDENTIFY:
-            return ga.encode_identity(ga.Identity("GA-5", f"SIM{self.config.serial}", self.config.firmware))
+            return ga.encode_identity(ga.Identity(self.config.model, f"SIM{self.config.serial}", self.config.firmware))
         if command in PUMPS:
             self.pump = PUMPS[command]
             return ga.ACK
@@ -495,6 +559,9 @@ class GasAnalyzerSimulator(PacedSerialServer):
             raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}")
 
     def _do(self, action: str, args: dict[str, Any]) -> Any:
+        if action == "engine_state":  # 10 Hz from the dynamometer: no log line, a short answer
+            state = self.coupling.receive(args, self._clock())
+            return {"coupled": True, "rpm": state.rpm}
         if action == "probe":
             self.probe_inserted = bool(args.get("inserted", True))
         elif action == "engine":
@@ -508,7 +575,9 @@ class GasAnalyzerSimulator(PacedSerialServer):
         elif action == "power_cycle":
             self.power_up()
         else:
-            raise ValueError(f"unknown action {action!r}; use probe, engine, set, vehicle or power_cycle")
+            raise ValueError(
+                f"unknown action {action!r}; use probe, engine, engine_state, set, vehicle or power_cycle"
+            )
         log.info("sim_action", device=self.name, action=action, **args)
         return self.describe()
 
@@ -543,6 +612,7 @@ class GasAnalyzerSimulator(PacedSerialServer):
         now = self._clock()
         reading = asdict(self.reading) | {"flags": [f.name for f in ga.Flags if f in self.reading.flags]}
         return {
+            "model": self.config.model,
             "state": self.state_at(now).name,
             "warmup_left_s": max(0, math.ceil(self._warm_until - now)),
             "process": self._process.name if self._process else None,
@@ -550,9 +620,11 @@ class GasAnalyzerSimulator(PacedSerialServer):
             "pump": self.pump,
             "probe_inserted": self.probe_inserted,
             "engine": self.engine,
+            "engine_state": self.coupling.describe(now),
             "vehicle": {"plate": self.vehicle.plate, "vin": self.vehicle.vin, "file": self.vehicle_path},
             "span": asdict(self.span),
             "reading": reading,
+            "nox": asdict(self.nox) if self.has_nox else None,
             "faults": sorted(self.faults),
             "requests_served": self.requests_served,
         }
@@ -605,6 +677,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("--config", {"default": str(DEVICE_CONFIG), "help": "device file (default: %(default)s)"}),
         ("--warmup-s", {"type": float, "default": None, "help": "warm-up time, overriding the device file"}),
         ("--seed", {"type": int, "default": None, "help": "seed of the reading noise"}),
+        ("--model", {"choices": ("GA-5", "GA-5N"), "default": None,
+                     "help": "the model, overriding the device file: GA-5N answers READ_NOX"}),
     ]
     for flag, kwargs in options:
         with contextlib.suppress(argparse.ArgumentError):  # a common option the caller already added
@@ -615,6 +689,7 @@ async def run(args: argparse.Namespace) -> None:
     config = load_analyzer_config(
         getattr(args, "config", None), fast=bool(getattr(args, "fast", False)),
         warmup_s=getattr(args, "warmup_s", None), seed=getattr(args, "seed", None),
+        model=getattr(args, "model", None),
     )
     sim = GasAnalyzerSimulator(
         getattr(args, "link", None) or DEFAULT_LINK, config=config,
@@ -624,7 +699,7 @@ async def run(args: argparse.Namespace) -> None:
     if control is not None:
         await control.start()
     log.info("sim_gas_analyzer_start", device=sim.name, link=str(sim.pty.link), vehicle=sim.vehicle.plate,
-             control=getattr(args, "control", None), warmup_s=config.warmup_s)
+             control=getattr(args, "control", None), warmup_s=config.warmup_s, model=config.model)
     try:
         await sim.serve()
     finally:

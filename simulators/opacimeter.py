@@ -18,6 +18,12 @@ entry's `max_rpm` below the governed speed is an acceleration that does not
 reach governed speed. Device defaults (warm-up, zero time, ambient) are in
 config/simulators/opacimeter.toml.
 
+Tailpipe coupling (simulators/tailpipe.py): while the dynamometer simulator sends
+engine states (`{"do": "engine_state", ...}`) the raw smoke is the vehicle's
+`[smoke.loaded]` map at that operating point (idle_k_m1 without a map) and RPM
+is the engine's; the filter, N and the peak registers work as ever. The
+vehicle file's `[ambient]` overrides ENV's weather.
+
 Faults: the shared ones of simulators/line.py, plus `error_reply` (every
 command answered `15 ERR`, ERR from the fault's `code`, default busy),
 `frozen_seq` (the firmware repeats its last REALTIME) and `zero_fails`.
@@ -32,7 +38,9 @@ import math
 import random
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from protocols import opacimeter as op
 from simulators.control import ControlServer
 from simulators.line import SHARED_FAULTS, LateReply, LineTiming, PacedSerialServer
+from simulators.tailpipe import EngineCoupling, EngineState, OperatingMap, vehicle_ambient
 from simulators.vehicle import CONFIG_DIR, load_vehicle_file
 
 log = structlog.get_logger("simulators.opacimeter")
@@ -69,6 +78,21 @@ class SmokeAcceleration(BaseModel):
     max_rpm: int | None = Field(None, gt=0, description="top speed if below governed")
 
 
+class LoadedSmokePoint(BaseModel):
+    """One operating point of `[smoke.loaded]`: the raw smoke where the map's axis reads `at`."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: float
+    k_m1: float = Field(ge=0, le=10, description="raw (unfiltered) K, 1/m")
+
+
+class LoadedSmoke(OperatingMap):
+    """`[smoke.loaded]`: smoke under load by operating point, while the dynamometer sends engine
+    states (simulators/tailpipe.py)."""
+
+    points: list[LoadedSmokePoint] = Field(min_length=1)
+
+
 class SmokeTable(BaseModel):
     """The `[smoke]` table of a vehicle file."""
 
@@ -81,6 +105,7 @@ class SmokeTable(BaseModel):
     noise_k_m1: float = Field(0.005, ge=0, le=0.5)
     noise_rpm: float = Field(5.0, ge=0)
     accelerations: list[SmokeAcceleration] = Field(min_length=1)
+    loaded: LoadedSmoke | None = None
 
     @model_validator(mode="after")
     def _plausible(self) -> SmokeTable:
@@ -186,8 +211,15 @@ class _Acceleration:
 class SmokeModel:
     """Engine speed and smoke of the vehicle, and the meter's filtered K, N and peak registers."""
 
-    def __init__(self, smoke: SmokeTable, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        smoke: SmokeTable,
+        *,
+        seed: int | None = None,
+        engine_state: Callable[[float], EngineState | None] | None = None,
+    ) -> None:
         self.smoke = smoke
+        self._engine_state = engine_state  # model time (s) -> the dynamometer's engine state then
         self.rng = random.Random(seed)
         self.ticks = 0
         self.seq = 0
@@ -245,6 +277,16 @@ class SmokeModel:
         raw_k_m1 = self.smoke.idle_k_m1
         self._rpm = float(self.smoke.idle_rpm)
         acc = self._acc
+        state = self._engine_state(self.now_s) if self._engine_state is not None else None
+        if state is not None:  # on the dynamometer: the operating point makes the smoke
+            self._acc = acc = None
+            loaded = self.smoke.loaded
+            raw_k_m1 = (
+                loaded.values_at(state, {"k_m1": self.smoke.idle_k_m1})["k_m1"]
+                if loaded is not None
+                else self.smoke.idle_k_m1
+            )
+            self._rpm = state.rpm
         if acc is not None:
             tau_s = self.now_s - acc.started_s
             if tau_s > ACCELERATION_LENGTH_S:
@@ -294,6 +336,7 @@ class OpacimeterSimulator(PacedSerialServer):
         self._control = ControlServer(control_path, self.control) if control_path else None
         self._task: asyncio.Task[None] | None = None
         self._frozen: op.RealtimeReading | None = None
+        self.coupling = EngineCoupling(self.name)
         self.load_vehicle(vehicle)
         self.power_up()
 
@@ -302,8 +345,17 @@ class OpacimeterSimulator(PacedSerialServer):
     def load_vehicle(self, vehicle: str | Path) -> None:
         """Meet another vehicle: its [smoke] table, accelerations counted from the first."""
         smoke, self.vehicle_path = load_smoke(vehicle)
+        ambient = vehicle_ambient(load_vehicle_file(vehicle))
+        s = self.settings
+        self.env = (
+            op.EnvReading(_kelvin(ambient.temp_c), ambient.rh_pct, ambient.baro_kpa)
+            if ambient is not None
+            else op.EnvReading(s.ambient_temp_k, s.rh_pct, s.baro_kpa)
+        )
         previous: SmokeModel | None = getattr(self, "model", None)
-        self.model = SmokeModel(smoke, seed=self.seed)
+        self.model = SmokeModel(
+            smoke, seed=self.seed, engine_state=lambda model_s: self.coupling.at(self._model_t0 + model_s)
+        )
         if previous is not None:
             self.model.seq = previous.seq  # the meter's counter runs on; only the engine changed
         self._model_t0 = time.monotonic()
@@ -346,8 +398,7 @@ class OpacimeterSimulator(PacedSerialServer):
         if state == op.MeterState.ZEROING:
             return op.encode_reply(op.ErrorReply(op.ErrorCode.BUSY))
         if command == op.Command.ENV:
-            s = self.settings
-            return op.encode_reply(op.EnvReading(s.ambient_temp_k, s.rh_pct, s.baro_kpa))
+            return op.encode_reply(self.env)
         if state == op.MeterState.WARMING_UP:
             return op.encode_reply(op.ErrorReply(op.ErrorCode.NOT_READY))
         if command == op.Command.ZERO:
@@ -397,9 +448,12 @@ class OpacimeterSimulator(PacedSerialServer):
         raise ValueError(f"unknown control request {request!r}: use fault, clear, do or get")
 
     def do(self, action: str, request: dict[str, Any] | None = None) -> Any:
-        """accelerate [peak_k_m1, max_rpm] · vehicle NAME · power_up."""
+        """accelerate [peak_k_m1, max_rpm] · engine_state rpm load power_kw speed_kmh · vehicle NAME · power_up."""
         request = request or {}
         self._advance()
+        if action == "engine_state":  # 10 Hz from the dynamometer: no log line, a short answer
+            state = self.coupling.receive({k: v for k, v in request.items() if k != "do"}, time.monotonic())
+            return {"coupled": True, "rpm": state.rpm}
         if action == "accelerate":
             max_rpm = request.get("max_rpm")
             peak = request.get("peak_k_m1")
@@ -414,7 +468,7 @@ class OpacimeterSimulator(PacedSerialServer):
         if action == "power_up":
             self.power_up()
             return {"state": self.state().name.lower()}
-        raise ValueError(f"unknown action {action!r}: accelerate, vehicle, power_up")
+        raise ValueError(f"unknown action {action!r}: accelerate, engine_state, vehicle, power_up")
 
     def snapshot(self) -> dict[str, Any]:
         self._advance()
@@ -428,6 +482,7 @@ class OpacimeterSimulator(PacedSerialServer):
             "rpm": reading.rpm,
             "peak": {"opacity_pct": peak.opacity_pct, "k_m1": peak.k_m1, "rpm": peak.rpm},
             "accelerations_done": self.model.accelerations_done,
+            "engine_state": self.coupling.describe(time.monotonic()),
             "zero_results": list(self.zero_results),
             "faults": sorted(f for f in list(self.faults) if self.fault_active(f)),
             "requests_served": self.requests_served,
@@ -460,6 +515,11 @@ class OpacimeterSimulator(PacedSerialServer):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _kelvin(temp_c: float) -> float:
+    """°C as the meter's 0.1 K, rounded half up in decimal (17.0 °C → 290.2 K, not float's 290.1)."""
+    return float((Decimal(repr(temp_c)) + Decimal("273.15")).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
 def _error_code(code: Any) -> op.ErrorCode:

@@ -40,6 +40,7 @@ class VehicleIdentity(BaseModel):
     registration_date: date
     new_registration: bool = False
     rated_engine_speed_rpm: int = Field(gt=0)
+    rated_engine_power_kw: float | None = Field(None, gt=0, description="for lug-down: the 40 % power check")
     description: str = ""
 
 

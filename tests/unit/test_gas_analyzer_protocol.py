@@ -407,3 +407,67 @@ def test_valid_frame_after_garbage_without_06_or_15_is_found(reading: ga.MainRea
 def test_request_decoder_never_raises(data: bytes) -> None:
     items = ga.RequestDecoder().feed(data)
     assert all(isinstance(i, ga.Command | tuple | FrameError) for i in items)
+
+
+# ----- READ_NOX (GA-5N) -------------------------------------------------------------------
+
+# "NO 1180 ppm, NO2 95 ppm, NOx 1275 ppm": 06 | 04 9c | 00 5f | 04 fb | CS
+NOX_EXAMPLE = bytes.fromhex("06 04 9c 00 5f 04 fb 04")
+
+
+def test_nox_example_checksum_is_the_plain_sum_of_the_preceding_bytes() -> None:
+    # 6 + 4 + 156 + 0 + 95 + 4 + 251 = 516; 516 - 512 = 4
+    assert ga.checksum(NOX_EXAMPLE[:-1]) == 0x04 == NOX_EXAMPLE[-1]
+
+
+def test_read_nox_is_the_one_byte_request_04() -> None:
+    assert ga.encode_request(ga.Command.READ_NOX) == b"\x04"
+    assert ga.decode_request(b"\x04") is ga.Command.READ_NOX
+
+
+def test_nox_example_decodes_to_the_manuals_values() -> None:
+    # 0x049c = 1180, 0x005f = 95, 0x04fb = 1275
+    assert decode(ga.Command.READ_NOX, NOX_EXAMPLE) == [ga.NoxReading(no_ppm=1180, no2_ppm=95, nox_ppm=1275)]
+
+
+def test_nox_example_is_what_the_analyzer_side_encodes() -> None:
+    assert ga.encode_nox(ga.NoxReading(no_ppm=1180, no2_ppm=95, nox_ppm=1275)) == NOX_EXAMPLE
+
+
+def test_nox_frame_split_anywhere_decodes_the_same() -> None:
+    decoder = ga.ReplyDecoder(ga.Command.READ_NOX)
+    items = [i for byte in NOX_EXAMPLE for i in decoder.feed(bytes([byte]))]
+    assert items == [ga.NoxReading(1180, 95, 1275)]
+
+
+def test_a_plain_ga5_answers_read_nox_with_nak() -> None:
+    assert decode(ga.Command.READ_NOX, b"\x15") == [ga.Nak()]
+
+
+def test_nox_frame_with_a_bad_checksum_is_a_frame_error() -> None:
+    (item,) = decode(ga.Command.READ_NOX, NOX_EXAMPLE[:-1] + b"\x05")
+    assert isinstance(item, FrameError)
+
+
+def test_the_analyzer_adds_no_and_no2_and_saturates_at_65535() -> None:
+    assert ga.nox_of(1180, 95) == ga.NoxReading(1180, 95, 1275)
+    assert ga.nox_of(60000, 9000) == ga.NoxReading(60000, 9000, 65535)
+
+
+def test_nox_value_over_the_frame_is_refused_by_name() -> None:
+    with pytest.raises(ProtocolError, match="no2_ppm"):
+        ga.encode_nox(ga.NoxReading(no_ppm=0, no2_ppm=70000, nox_ppm=0))
+
+
+def test_identity_tells_a_ga5n_from_a_ga5() -> None:
+    assert ga.Identity("GA-5N", "SIM0001", "1.0.0").has_nox
+    assert not ga.Identity("GA-5", "SIM0001", "1.0.0").has_nox
+    frame = ga.encode_identity(ga.Identity("GA-5N", "A7", "2.1"))
+    # 06 | LEN | text: "GA-5N,A7,2.1" is 12 bytes, so LEN is 0x0c
+    assert frame[:2] == b"\x06\x0c" and frame[2:-1] == b"GA-5N,A7,2.1"
+    assert decode(ga.Command.IDENTIFY, frame) == [ga.Identity("GA-5N", "A7", "2.1")]
+
+
+def test_a_decoded_main_frame_carries_no_nox() -> None:
+    (main,) = decode(ga.Command.READ_MAIN, MAIN_EXAMPLE)
+    assert main.no2_ppm is None and main.nox_ppm is None
