@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -28,6 +29,11 @@ SIMULATORS = {
     "driver": "laned.sim_driver",  # the person in the vehicle, following the lane's prompts
     "lane": "laned.sim_lane",  # every simulator a lane config names, and the driver
 }
+
+#: the modules pyproject's extras bring (the daemon never imports them), and the extra each
+#: command installs them with: a command whose import fails says which extra to install
+EXTRA_MODULES = frozenset({"amqtt", "textual", "textual_plotext", "textual_serve", "rich"})
+COMMAND_EXTRA = {"demo": "demo", "simulate": "demo", "bench": "bench", "monitor": "monitor"}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -152,6 +158,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("amqtt") is None:  # its broker runs in a child process: say it here, in one line
+        raise ModuleNotFoundError("No module named 'amqtt'", name="amqtt")
     from laned.bench import run_bench
 
     return run_bench(args)
@@ -275,7 +283,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return schemas_main(argv[1:], prog="laned schemas")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        extra = COMMAND_EXTRA.get(args.command)
+        if extra is None or (exc.name or "").partition(".")[0] not in EXTRA_MODULES:
+            raise
+        command = " ".join(["laned", args.command, *([args.device] if args.command == "simulate" else [])])
+        print(f"{command} needs the {extra} extra: pip install 'laned[{extra}]' ({exc.name} is missing)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
