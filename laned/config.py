@@ -20,14 +20,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from laned.daily_checks import DailyCheckSettings
 from laned.errors import ConfigError
-from laned.procedures import StandardTiming
-from laned.procedures.asm_settings import AsmSettings
-from laned.procedures.brake_items import BrakeSettings
-from laned.procedures.free_acceleration import FreeAccelerationSettings
-from laned.procedures.lug_down_settings import LugDownSettings
-from laned.procedures.two_speed_idle import TwoSpeedIdleSettings
+from laned.settings import StandardTiming
+from laned.settings.asm import AsmSettings
+from laned.settings.brake import BrakeSettings
+from laned.settings.daily_checks import DailyCheckSettings
+from laned.settings.free_acceleration import FreeAccelerationSettings
+from laned.settings.lug_down import LugDownSettings
+from laned.settings.two_speed_idle import TwoSpeedIdleSettings
 from protocols.datafiles import CONFIG_DIR
 from protocols.messages import MAX_COMMAND_BYTES
 from protocols.pda import MAX_CAPTURE_BYTES, MAX_PHOTO_BYTES, PHOTO_BYTES_MAX
@@ -494,7 +494,7 @@ def check_data_files(config: LaneConfig, source: str) -> None:
     if config.lane.signing_key is not None or (
         config.lane.signing_key_file is not None and config.lane.signing_key_file.exists()
     ):
-        from laned.results import load_signer
+        from laned.signing import load_signer
 
         try:
             load_signer(config.lane)

@@ -25,10 +25,10 @@ from typing import Any
 import aiomqtt
 import structlog
 
-from laned.daily_checks import DailyCheckSettings
 from laned.lane_lock import LockOwner
 from laned.mqtt import Topics
 from laned.procedures.emissions_items import settings_from
+from laned.settings.daily_checks import DailyCheckSettings
 
 log = structlog.get_logger("laned.daily_checks")
 

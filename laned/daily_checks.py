@@ -28,20 +28,21 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.errors import DeviceError, DeviceRefused, DeviceUnavailable
 from laned.private_files import open_private, private_dir
 from laned.procedures.emissions_items import ReadingFeed, settings_from
-from laned.procedures.two_speed_idle import HcResidueSettings, hc_residue_check, stop_pump
+from laned.procedures.two_speed_idle import hc_residue_check, stop_pump
+from laned.settings.daily_checks import DailyCheckSettings
 from protocols import gas_analyzer as ga
 from protocols.messages import DAILY_CHECKS
 
 if TYPE_CHECKING:
-    from laned.daemon import Lane
+    from drivers.base import Driver
+    from laned.config import LaneConfig
     from laned.judging.limits import TwoSpeedIdleLimits
 
 log = structlog.get_logger("laned.daily_checks")
@@ -58,16 +59,16 @@ SCHEMA = "laned-daily-checks/1"
 Announce = Callable[..., None]
 
 
-class DailyCheckSettings(BaseModel):
-    """`[inspection.daily_checks]`: timings of the analyzer's daily checks."""
+class CheckLane(Protocol):
+    """What the daily checks use of the lane that runs them (the daemon's `Lane` has it): its
+    config (settings, limits folder), its drivers, and its event and status publishers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cap_wait_s: float = Field(10.0, ge=0, description="after the cap_probe prompt, before LEAK_CHECK (scaled)")
-    ready_timeout_s: float = Field(900.0, gt=0, description="wait this long (real) for a warming analyzer")
-    connect_timeout_s: float = Field(15.0, gt=0, description="CLI: wait this long for the analyzer to answer")
-    analyzer_silence_s: float = Field(1.5, gt=0, description="no new reading this long (real): it dropped out")
-    hc_residue: HcResidueSettings = Field(default_factory=HcResidueSettings)
+    @property
+    def config(self) -> LaneConfig: ...
+    @property
+    def drivers(self) -> dict[str, Driver]: ...
+    def publish_event_model(self, **fields: Any) -> None: ...
+    def publish_status(self) -> None: ...
 
 
 def _local_now() -> datetime:
@@ -295,7 +296,9 @@ def _summary_text(results: dict[str, dict[str, Any]]) -> str:
     return "daily checks: " + (", ".join(parts) or "none run")
 
 
-async def run_daily_checks(lane: Lane, daily_checks: DailyChecks, checks: Iterable[str]) -> dict[str, dict[str, Any]]:
+async def run_daily_checks(
+    lane: CheckLane, daily_checks: DailyChecks, checks: Iterable[str]
+) -> dict[str, dict[str, Any]]:
     """The `…/cmd/daily-check` command: run the checks on the lane's gas analyzer, with events."""
 
     def announce(kind: str, step: str, text: str, *, action: str | None = None, **data: Any) -> None:

@@ -19,11 +19,12 @@ import re
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import ValidationError
 
+from laned.daily_checks import CheckLane
 from laned.errors import ConfigError
 from laned.mqtt import dumps
 from laned.private_files import private_dir, write_private
@@ -45,7 +46,7 @@ from protocols.messages import (
 from protocols.pda import FieldError
 
 if TYPE_CHECKING:
-    from laned.daemon import Lane
+    from laned.mqtt import MessageHandler, MqttLink, Topics
 
 #: every JPEG begins with SOI (FF D8) and the next marker's FF
 JPEG_START = b"\xff\xd8\xff"
@@ -105,10 +106,26 @@ def parse_command_document(payload: bytes) -> tuple[Any, str | None]:
     return document, None
 
 
+class RunnerLane(CheckLane, Protocol):
+    """What the runner uses of the lane it runs on (the daemon's `Lane`, which composes the parts):
+    besides the daily checks' config, drivers and publishers, its topics and MQTT link (replies,
+    results), command routes, run mode, the `up` event and the inspection shown in its status."""
+
+    topics: Topics
+    mqtt: MqttLink
+    inspection: dict[str, Any] | None
+
+    @property
+    def simulation(self) -> bool: ...
+    @property
+    def up(self) -> asyncio.Event: ...
+    def route(self, topic_prefix: str, handler: MessageHandler) -> None: ...
+
+
 class InspectionRunner:
     """One inspection at a time on this lane."""
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: RunnerLane) -> None:
         self.lane = lane
         self.settings = lane.config.inspection
         self.records_dir = lane.config.lane.state_dir / "inspections"
@@ -540,7 +557,7 @@ class InspectionRunner:
 
         if record.published:
             return
-        for kind, document in build_results(record, self.lane).items():
+        for kind, document in build_results(record, self.lane.config.lane).items():
             self.lane.mqtt.enqueue(self.lane.topics.result(kind), document, kind="result")
             log.info(
                 "result_queued",

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from laned.procedures import ItemOutcome, StandardTiming, utc_now
+from laned.procedures import ItemOutcome, utc_now
+from laned.settings import StandardTiming
 from protocols.messages import StartCommand
 
 if TYPE_CHECKING:

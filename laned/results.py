@@ -11,140 +11,23 @@ document's RFC 8785 canonical JSON, so the station can tell it came from this la
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import secrets
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from laned.errors import ConfigError
 from laned.platforms import PlatformMapping, load_mappings
-from laned.private_files import open_private
 from laned.procedures import utc_now
 from laned.procedures.emissions_items import FA_CODE, TSI_CODE
-from protocols.canonical import canonical_json
+from laned.signing import load_signer
+from laned.signing import verify as verify  # the station's check, next to what it checks
 from protocols.results import EmissionsResult, SafetyResult
 
 if TYPE_CHECKING:
     from laned.config import LaneIdentity
-    from laned.daemon import Lane
     from laned.record import InspectionRecord
-
-log = structlog.get_logger("laned.results")
 
 RESULT_NAMESPACE = uuid.UUID("6f1c2a4e-7d55-4d0b-9a55-2f6f3b8e9c10")
 EXTERIOR_OK = {"pass", "na"}
-
-
-HMAC_ALGORITHM = "HMAC-SHA256"
-ED25519_ALGORITHM = "Ed25519"
-
-
-@dataclass(frozen=True)
-class Signer:
-    """The lane's signing key and the name stations know it by (`lane.signing_key_id`)."""
-
-    key_id: str
-    hmac_key: bytes | None = None
-    private_key: Ed25519PrivateKey | None = None
-
-    @property
-    def algorithm(self) -> str:
-        return HMAC_ALGORITHM if self.private_key is None else ED25519_ALGORITHM
-
-    def sign(self, document: dict[str, Any]) -> dict[str, str]:
-        """The signature block over the RFC 8785 form of `document` without its `signature`."""
-        data = signed_bytes(document)
-        if self.private_key is not None:
-            value = self.private_key.sign(data).hex()
-        else:
-            assert self.hmac_key is not None
-            value = hmac.new(self.hmac_key, data, hashlib.sha256).hexdigest()
-        return {"algorithm": self.algorithm, "key_id": self.key_id, "value": value}
-
-
-def _write_private_file(path: Path, data: bytes) -> None:
-    with os.fdopen(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as fh:
-        fh.write(data)
-
-
-def load_signer(config: LaneIdentity) -> Signer:
-    """The lane's signer: its key from the config, its key file, or one generated once in the
-    state dir (HMAC: a random text key; Ed25519: a PEM private key and its public key beside)."""
-    key_id = config.signing_key_id or f"{config.station}-{config.lane}"
-    if config.signing_key is not None:
-        material = config.signing_key.get_secret_value().encode()
-    else:
-        generated = "signing.key" if config.signing_algorithm == "hmac-sha256" else "signing-ed25519.pem"
-        path = config.signing_key_file or (config.state_dir / generated)
-        if not path.exists():
-            _generate_key(config, path)
-        material = path.read_bytes()
-    if config.signing_algorithm == "hmac-sha256":
-        return Signer(key_id=key_id, hmac_key=material.strip())
-    try:
-        private_key = serialization.load_pem_private_key(material, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError("lane.signing_key", [f"not an unencrypted PEM private key: {exc}"]) from None
-    if not isinstance(private_key, Ed25519PrivateKey):
-        raise ConfigError("lane.signing_key", [f"an Ed25519 key is needed, found {type(private_key).__name__}"])
-    return Signer(key_id=key_id, private_key=private_key)
-
-
-def _generate_key(config: LaneIdentity, path: Path) -> None:
-    if config.signing_algorithm == "hmac-sha256":
-        _write_private_file(path, secrets.token_hex(32).encode() + b"\n")
-        log.warning("signing_key_generated", path=str(path), hint="give this key to the station to verify results")
-        return
-    private_key = Ed25519PrivateKey.generate()
-    _write_private_file(path, private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    public_path = path.with_name(path.stem + ".pub.pem")
-    public_path.unlink(missing_ok=True)
-    _write_private_file(public_path, public_key_pem(private_key))
-    log.warning("signing_key_generated", path=str(path), public_key=str(public_path),
-                hint="give the public key to the station to verify results")
-
-
-def public_key_pem(private_key: Ed25519PrivateKey) -> bytes:
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def signed_bytes(document: dict[str, Any]) -> bytes:
-    """What the signature covers: RFC 8785 canonical JSON of the document without `signature`."""
-    return canonical_json({k: v for k, v in document.items() if k != "signature"})
-
-
-def sign(document: dict[str, Any], key: bytes, key_id: str = "lane") -> dict[str, str]:
-    """The HMAC-SHA256 signature block over `document` with `key`."""
-    return Signer(key_id=key_id, hmac_key=key).sign(document)
-
-
-def verify(document: dict[str, Any], key: bytes | Ed25519PublicKey) -> bool:
-    """What a station does: True if the result was signed with `key` (the HMAC key, or the
-    lane's Ed25519 public key) and not changed since."""
-    signature = document.get("signature") or {}
-    value = str(signature.get("value", ""))
-    data = signed_bytes(document)
-    if isinstance(key, Ed25519PublicKey):
-        if signature.get("algorithm") != ED25519_ALGORITHM:
-            return False
-        try:
-            key.verify(bytes.fromhex(value), data)
-        except (ValueError, InvalidSignature):
-            return False
-        return True
-    expected = hmac.new(key, data, hashlib.sha256).hexdigest()
-    return signature.get("algorithm") == HMAC_ALGORITHM and hmac.compare_digest(expected, value)
 
 
 def _exterior_item(record: InspectionRecord, mapping: PlatformMapping) -> dict[str, Any] | None:
@@ -284,10 +167,11 @@ def _platform_record(document: dict[str, Any], mapping: PlatformMapping, record:
     }
 
 
-def build_results(record: InspectionRecord, lane: Lane) -> dict[str, dict[str, Any]]:
-    """Both results of the record, signed, as the JSON documents to publish."""
-    mappings = load_mappings(Path(lane.config.lane.platforms_dir))
-    signer = load_signer(lane.config.lane)
+def build_results(record: InspectionRecord, identity: LaneIdentity) -> dict[str, dict[str, Any]]:
+    """Both results of the record, signed, as the JSON documents to publish: `identity` is the
+    lane's `[lane]` table (station, lane, platform mappings, signing key)."""
+    mappings = load_mappings(Path(identity.platforms_dir))
+    signer = load_signer(identity)
     command = record.command
     capture = record.capture
     finished = utc_now()
@@ -341,13 +225,13 @@ def build_results(record: InspectionRecord, lane: Lane) -> dict[str, dict[str, A
             "result_id": str(
                 uuid.uuid5(
                     RESULT_NAMESPACE,
-                    f"{lane.config.lane.station}/{lane.config.lane.lane}/"
+                    f"{identity.station}/{identity.lane}/"
                     f"{record.inspection_no}/{record.received_at.isoformat()}/{platform}",
                 )
             ),
             "inspection_no": record.inspection_no,
-            "station": lane.config.lane.station,
-            "lane": lane.config.lane.lane,
+            "station": identity.station,
+            "lane": identity.lane,
             "clocks": clocks,
             "vehicle": vehicle,
             "verdict": _verdict(record, items, platform),

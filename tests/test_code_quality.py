@@ -50,6 +50,151 @@ def test_dependencies_point_one_way(package: str) -> None:
     assert not offenders, "\n".join(offenders)
 
 
+#: laned's entry points: they compose the rest and may import anything of laned; nothing else
+#: imports them (nor the daemon, which composes the lane for them).
+LANED_ENTRY_POINTS = (
+    "laned.cli", "laned.demo", "laned.demo_view", "laned.sim_lane", "laned.sim_driver", "laned.systemd",
+    "laned.check_config", "laned.status_cmd", "laned.monitor", "laned.bench",
+)
+#: the layers below: each imports only these parts of laned (a name covers its submodules)
+LANED_MAY_IMPORT = {
+    "laned.settings": ("laned.settings", "laned.judging.rounding"),
+    "laned.judging": ("laned.judging", "laned.settings", "laned.errors"),
+    "laned.procedures": ("laned.procedures", "laned.judging", "laned.settings", "laned.errors", "laned.figures"),
+    "laned.signing": ("laned.errors", "laned.private_files"),
+    "laned.config": ("laned.errors", "laned.settings", "laned.judging", "laned.platforms", "laned.signing"),
+}
+#: the middle: the parts the daemon composes never import the daemon nor the parts above them
+LANED_MUST_NOT_IMPORT = {
+    "laned.results": ("laned.inspection", "laned.daily_checks", "laned.devices", "laned.mqtt"),
+    "laned.daily_checks": ("laned.inspection", "laned.results"),
+    "laned.devices": ("laned.inspection", "laned.procedures", "laned.results", "laned.mqtt"),
+    "laned.mqtt": ("laned.inspection", "laned.procedures", "laned.results", "laned.devices"),
+}
+
+
+def _within(module: str, prefixes: tuple[str, ...] | str) -> bool:
+    prefixes = (prefixes,) if isinstance(prefixes, str) else prefixes
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def laned_imports(root: Path) -> dict[str, dict[str, set[str]]]:
+    """laned's internal imports, `{module: {imported module: {how, e.g. "line 12"}}}`, read from the
+    AST: every `import`, also inside functions and under `if TYPE_CHECKING:` (a type-only import is
+    still an arrow). Importing `laned.a.b` also runs the package `laned.a`, an arrow from a module
+    outside that package."""
+    files = {}
+    for path in (root / "laned").rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, dict[str, set[str]]] = {name: {} for name in files}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], *base.split(".")])
+                    base = base.strip(".")
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            for target in targets:
+                pieces = target.split(".")
+                for n in range(2, len(pieces) + 1):
+                    imported = ".".join(pieces[:n])
+                    implicit = n < len(pieces)  # a package run on the way to its submodule
+                    if imported in files and imported != name and not (implicit and _within(name, imported)):
+                        how = f"line {node.lineno}" + (f", running the package of {target}" if implicit else "")
+                        graph[name].setdefault(imported, set()).add(how)
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, set[str]]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, {}):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def laned_layering_offences(root: Path) -> list[str]:
+    """Every import cycle inside laned/ and every arrow against its layering (empty: one way)."""
+    graph = laned_imports(root)
+    offences = [f"import cycle among: {', '.join(c)}" for c in _cycles(graph)]
+    for module, imported in sorted(graph.items()):
+        for target, where in sorted(imported.items()):
+            arrow = f"{module} -> {target} ({', '.join(sorted(where))})"
+            if _within(target, (*LANED_ENTRY_POINTS, "laned.daemon")) and not _within(module, LANED_ENTRY_POINTS):
+                offences.append(f"only an entry point imports the daemon or an entry point: {arrow}")
+            only_run = all("running the package" in how for how in where)  # on the way to an allowed module
+            for layer, allowed in LANED_MAY_IMPORT.items():
+                if _within(module, layer) and not _within(target, allowed) and not (
+                    only_run and any(_within(a, target) for a in allowed)
+                ):
+                    offences.append(f"{layer} imports only {', '.join(allowed)}: {arrow}")
+            for layer, forbidden in LANED_MUST_NOT_IMPORT.items():
+                if _within(module, layer) and _within(target, forbidden):
+                    offences.append(f"{layer} must not import {target}: {arrow}")
+    return offences
+
+
+def test_the_arrows_inside_laned_point_one_way() -> None:
+    """laned/ is layered like the top level: settings and judging at the bottom, then procedures,
+    config, results, daily checks, the inspection runner, and the daemon that composes them,
+    under the entry points (docs/architecture.md). No import cycle, not even a type-only one."""
+    offences = laned_layering_offences(ROOT)
+    assert not offences, "\n".join(offences)
+
+
+def test_the_laned_arrow_check_sees_imports_inside_functions_and_type_checking(tmp_path: Path) -> None:
+    files = {
+        "laned/__init__.py": "",
+        "laned/daemon.py": "from laned.inspection import InspectionRunner\n",
+        "laned/inspection.py": "import typing\nif typing.TYPE_CHECKING:\n    from laned.daemon import Lane\n",
+        "laned/config.py": "def load():\n    from laned.procedures.brake import run\n",
+        "laned/procedures/__init__.py": "",
+        "laned/procedures/brake.py": "from . import something\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert laned_layering_offences(tmp_path) == [
+        "import cycle among: laned.daemon, laned.inspection",
+        "laned.config imports only laned.errors, laned.settings, laned.judging, laned.platforms, laned.signing: "
+        "laned.config -> laned.procedures (line 2, running the package of laned.procedures.brake)",
+        "laned.config imports only laned.errors, laned.settings, laned.judging, laned.platforms, laned.signing: "
+        "laned.config -> laned.procedures.brake (line 2)",
+        "only an entry point imports the daemon or an entry point: laned.inspection -> laned.daemon (line 3)",
+    ]
+
+
 def test_a_regular_install_ships_every_data_file_of_config() -> None:
     """`pip install` (not editable) copies config/ through pyproject's data-files table; a file
     in a folder the table does not name would be missing on every lane PC."""

@@ -24,7 +24,7 @@ from typing import Literal
 
 from laned.judging.limits import AsmPhaseLimits, CitedValue, check
 from laned.judging.rounding import _PRECISION, Check, Number, round_half_away, to_decimal
-from laned.procedures.asm_settings import AsmSettings
+from laned.settings.asm import AsmSettings
 
 Mode = Literal["ASM5025", "ASM2540"]
 NOMINAL_SPEED_KMH: dict[str, Decimal] = {"ASM5025": Decimal(25), "ASM2540": Decimal(40)}

@@ -23,7 +23,7 @@ from typing import Literal
 
 from laned.judging.limits import CitedValue, EmissionsLimits, LimitsError, LugDownLimits, LugDownSet, check
 from laned.judging.rounding import _PRECISION, Check, Number, round_half_away, to_decimal
-from laned.procedures.lug_down_settings import LugDownSettings
+from laned.settings.lug_down import LugDownSettings
 
 ZERO = Decimal(0)
 

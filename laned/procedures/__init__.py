@@ -43,25 +43,6 @@ class InspectionAborted(LaneError):
     """The station (or the lane's shutdown) aborted the inspection."""
 
 
-@dataclass(frozen=True)
-class StandardTiming:
-    """A procedure setting for which the standard fixes a least value (standards.md): a duration
-    or a count. `key` is its path in the lane's config, e.g. `inspection.two_speed_idle.measure_s`.
-    A production lane refuses to run with `value` below `standard_min` (see laned.config)."""
-
-    key: str
-    value: float
-    standard_min: float
-    unit: str
-
-    @property
-    def shortened(self) -> bool:
-        return self.value < self.standard_min
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "standard_min": self.standard_min, "unit": self.unit}
-
-
 @dataclass
 class ItemOutcome:
     """What one procedure produced: canonical result items for one platform.

@@ -51,7 +51,6 @@ from laned.procedures import InspectionContext, ItemOutcome, ProcedureError, utc
 from laned.procedures.brake_items import (
     BrakeRecord,
     BrakeRun,
-    BrakeSettings,
     PeakWatch,
     RunKind,
     build_brake_items,
@@ -60,6 +59,7 @@ from laned.procedures.brake_items import (
     mean_n,
     settings_from,
 )
+from laned.settings.brake import BrakeSettings
 from protocols import brake_tester as bt
 
 __all__ = ["BrakeCurveLive", "BrakeSettings", "Visit", "plan_visits", "run_brake_test"]

@@ -29,7 +29,7 @@ from laned.judging.asm import (
     saturation_pressure_kpa,
 )
 from laned.judging.limits import apply_overrides, load_limits
-from laned.procedures.asm_settings import AsmSettings
+from laned.settings.asm import AsmSettings
 
 LIMITS = load_limits()
 ASM = LIMITS.emissions.asm

@@ -19,7 +19,7 @@ from laned.judging.lug_down import (
     point_targets,
     power_pct,
 )
-from laned.procedures.lug_down_settings import LugDownSettings
+from laned.settings.lug_down import LugDownSettings
 
 LIMITS = load_limits()
 LUG = LIMITS.emissions.lug_down  # set b: K 0.7 m⁻¹, NOx 900 ppm; set a: 1.2 / 1500; min power 40 %

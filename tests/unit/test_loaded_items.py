@@ -8,9 +8,9 @@ from decimal import Decimal
 from laned.judging.asm import AsmPhase, AsmSecond, judge_asm
 from laned.judging.limits import load_limits
 from laned.judging.lug_down import LugDownPoint, LugDownScan, PointSecond, ScanSecond, judge_lug_down, point_targets
-from laned.procedures.asm_settings import AsmSettings
 from laned.procedures.loaded_items import asm_item, asm_row, lug_down_item, lug_row
-from laned.procedures.lug_down_settings import LugDownSettings
+from laned.settings.asm import AsmSettings
+from laned.settings.lug_down import LugDownSettings
 
 LIMITS = load_limits()
 DF1 = AsmSettings(fuel_factor_gasoline=8.1388)  # DF = 1 for CO 0.1 %, CO2 9.9 % (see test_judging_asm.py)

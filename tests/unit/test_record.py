@@ -10,8 +10,8 @@ from typing import Any
 
 from laned.config import parse_config
 from laned.daemon import Lane
-from laned.procedures import StandardTiming
 from laned.record import InspectionRecord
+from laned.settings import StandardTiming
 from protocols.messages import StartCommand
 from tests.unit.test_schemas import START
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from laned.procedures import StandardTiming
+from laned.settings import StandardTiming
 
 
 class LugDownSettings(BaseModel):

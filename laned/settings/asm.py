@@ -15,7 +15,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from laned.judging.rounding import to_decimal
-from laned.procedures import StandardTiming
+from laned.settings import StandardTiming
 
 #: the fuels the ASM method takes (protocols.messages.Fuel) and which fuel factor each uses
 FUEL_FACTOR_OF = {
