@@ -19,6 +19,7 @@ SIMULATORS = {
     "gas-analyzer": "simulators.gas_analyzer",
     "opacimeter": "simulators.opacimeter",
     "brake-tester": "simulators.brake_tester",
+    "dynamometer": "simulators.dynamometer",
     "pda": "simulators.pda",
 }
 

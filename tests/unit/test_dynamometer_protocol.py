@@ -233,7 +233,8 @@ def test_per_second_means_are_exact_and_start_at_i0() -> None:
     assert first.k == 0 and first.first_index == 65530 and first.samples == 10
     assert first.speed_kmh == Fraction(25000, 1000)  # (sum of the speeds 25000 × 0.01) / 10 = 25.000 km/h
     assert first.force_n == Fraction(12160, 10)
-    # the mean of the ten products F·v/3.6, by hand: Σ F·raw = 30 400 140 (3 040 000 + 3 062 200 + … + 3 069 360), / 360 000 / 10
+    # the mean of the ten products F·v/3.6, by hand: Σ F·raw = 3 040 000 + 3 062 200 + … + 3 069 360
+    # = 30 400 140 (F in N, raw in 0.01 km/h), then / 360 000 (to kW) / 10 (the mean)
     assert sum(f * s for f, s in zip(forces, speeds, strict=True)) == 30400140
     assert first.power_kw == Fraction(30400140, 3_600_000)
     assert second.k == 1 and second.first_index == 4
