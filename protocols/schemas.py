@@ -61,8 +61,8 @@ class LiveReading(BaseModel):
     """`…/live/{device}`, QoS 0, not retained: one reading of one device, for monitoring screens.
 
     `schema` is "live-<kind>/1" with the device kind (live-gas-analyzer/1, live-opacimeter/1,
-    live-brake-tester/1); beside the fields below each kind carries its reading's own fields,
-    with their units in their names (hc_ppm, co_pct, k_m1, left_force_n, …). Readings are
+    live-brake-tester/1, live-dynamometer/1); beside the fields below each kind carries its reading's own fields,
+    with their units in their names (hc_ppm, co_pct, k_m1, left_force_n, speed_kmh, …). Readings are
     dropped while the broker is away: they are for watching, never for records."""
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
