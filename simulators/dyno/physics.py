@@ -249,7 +249,7 @@ class DynoModel:
     def advance_to(self, t_s: float) -> int:
         """Integrate up to machine time `t_s` in 10 ms steps; returns the ring samples produced."""
         made = 0
-        while self.steps * STEP_S <= t_s:
+        while self.steps * STEP_S <= t_s + 1e-9:  # 1e-9: a step due "now" despite float rounding
             self._step()
             if self.steps % STEPS_PER_SAMPLE == 0:
                 self._sample()
