@@ -19,9 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from protocols.datafiles import CONFIG_DIR
 from protocols.dynamometer import BUILDS
 from simulators.brake.config import LineParams
-from simulators.vehicle import CONFIG_DIR, load_vehicle_file
+from simulators.vehicle import load_vehicle_file
 
 DEFAULT_DYNO_CONFIG = CONFIG_DIR / "simulators" / "dynamometer.toml"
 

@@ -51,7 +51,7 @@ class ProducedSample:
     t_s: float
 
 
-class Driver:
+class VehicleDriver:
     """The person in the vehicle: throttle, brake pedal, engine switch."""
 
     def __init__(self, vehicle: DynoVehicle, rng: random.Random) -> None:
@@ -123,7 +123,7 @@ class DynoModel:
         self.rpm = 0.0
         self.vehicle: DynoVehicle | None = None
         self.in_position = False
-        self.driver: Driver | None = None
+        self.driver: VehicleDriver | None = None
         self._snapshot: dy.DynoSnapshot | None = None
         if vehicle is not None:
             self.load_vehicle(vehicle)
@@ -132,7 +132,7 @@ class DynoModel:
 
     def load_vehicle(self, vehicle: DynoVehicle) -> None:
         self.vehicle = vehicle
-        self.driver = Driver(vehicle, self.rng)
+        self.driver = VehicleDriver(vehicle, self.rng)
 
     def drive_on(self) -> None:
         if self.vehicle is None:

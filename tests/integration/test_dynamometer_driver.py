@@ -177,3 +177,13 @@ async def test_a_dynamometer_unplugged_mid_test_turns_its_pau_off_and_the_driver
         sim.clear("lost_link")
         await drv.wait_connected(5)  # plugged back: the safe state on reconnect clears the fault
         assert sim.model.fault_code == dy.FaultCode.NONE and sim.model.control_mode == 0
+
+
+async def test_a_frozen_sample_index_makes_the_driver_drop_the_link_and_come_back(tmp_path: Path) -> None:
+    async with simulator(tmp_path, "tcp") as sim, running(tcp_driver(sim)) as drv:
+        reconnects = drv.health.reconnects
+        sim.inject("frozen_index", for_s=1.5)  # the firmware hangs: replies go on, SAMPLE_INDEX stands still
+        await until(lambda: drv.health.state == HealthState.DISCONNECTED, 3)
+        assert "SAMPLE_INDEX stuck" in (drv.health.last_error or "")
+        await drv.wait_connected(5)
+        assert drv.health.reconnects > reconnects
