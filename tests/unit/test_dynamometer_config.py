@@ -8,6 +8,7 @@ from pydantic import TypeAdapter, ValidationError
 from drivers.dynamometer import DynamometerDriver
 from laned.config import DeviceConfig, DynamometerConfig
 from laned.devices import build_driver
+from protocols.status import DeviceStatus
 
 ADAPTER: TypeAdapter[DeviceConfig] = TypeAdapter(DeviceConfig)
 
@@ -34,3 +35,10 @@ def test_tcp_table() -> None:
 def test_a_poll_slower_than_2_hz_is_refused_naming_the_field() -> None:
     with pytest.raises(ValidationError, match="poll_hz"):
         ADAPTER.validate_python({"kind": "dynamometer", "transport": {"type": "tcp", "host": "h"}, "poll_hz": 1})
+
+
+def test_the_status_document_accepts_a_dynamometer() -> None:
+    driver = build_driver("dyno", ADAPTER.validate_python(
+        {"kind": "dynamometer", "transport": {"type": "tcp", "host": "192.168.10.21"}}))
+    entry = DeviceStatus.model_validate({**driver.health.as_dict(), "kind": driver.kind, "port": driver.port})
+    assert (entry.kind, entry.port) == ("dynamometer", "192.168.10.21:502")
