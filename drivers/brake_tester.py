@@ -1,7 +1,8 @@
 """Driver of the RB-2 roller brake tester (Modbus TCP or RTU 19200 8E1) on the common life cycle.
 
-pymodbus 3.16's async clients carry the frames; protocols/brake_tester.py says
-what the registers mean. One request at a time on the line (`Driver.exchange`);
+pymodbus 3.16's async clients carry the frames (the request layer is
+drivers/modbus_device.py, shared with the dynamometer); protocols/brake_tester.py
+says what the registers mean. One request at a time on the line (`Driver.exchange`);
 reads are repeated after a timeout (reading never changes the tester), writes
 are not. Exception replies become `DeviceRefused` naming the exception: 02
 outside the map, 03 bad value, 06 busy (an interlock). A refusal proves the
