@@ -10,6 +10,10 @@ The sample ring is protocols/ring.py's, 3 registers a sample from 1000
 (SPEED uint16 0.01 km/h, then FORCE int32 N), at 10 Hz, 512 samples.
 Per-second means are exact (`Fraction`): speed in km/h, force in N, power in
 kW as the mean of the ten per-sample products FORCE × SPEED / 3.6.
+
+Like protocols/brake_tester.py the module is longer than most: the task gives the
+dynamometer one protocol module (the map, typed readings, the interlocks, the
+ring and the per-second records); its parts are marked below.
 """
 
 from __future__ import annotations
