@@ -168,8 +168,10 @@ async def test_a_dynamometer_unplugged_mid_test_turns_its_pau_off_and_the_driver
             await drv.set_control_mode(dy.ControlMode.CONSTANT_FORCE)
             await asyncio.sleep(0.5)
             assert sim.model.pau_force_n > 1000
+            states: list[HealthState] = []
+            drv.add_health_listener(lambda _name, h: states.append(h.state))
             sim.inject("lost_link")  # the RS-485 cable is pulled
-            await until(lambda: drv.health.state == HealthState.DISCONNECTED, 3)
+            await until(lambda: HealthState.DISCONNECTED in states, 3)
             await until(lambda: not sim.model.pau_ready, 2)
         # the dynamometer's own watchdog dropped everything: PAU off, mode 0, FAULT_CODE 8
         assert sim.model.control_mode == 0 and sim.model.pau_force_n == 0.0
