@@ -192,3 +192,14 @@ async def test_a_frozen_sample_index_makes_the_driver_drop_the_link_and_come_bac
         assert "SAMPLE_INDEX stuck" in (errors[0] or "")
         await drv.wait_connected(5)
         assert drv.health.reconnects > reconnects
+
+
+async def test_crc_errors_on_rtu_are_failed_reads_and_the_link_recovers(tmp_path: Path) -> None:
+    async with simulator(tmp_path, "rtu") as sim, running(rtu_driver(sim)) as drv:
+        errors = drv.health.errors_total
+        sim.inject("crc_error", for_s=0.6)  # every reply's CRC is wrong: pymodbus drops it, the read times out
+        await asyncio.sleep(0.8)
+        assert drv.health.errors_total > errors
+        await drv.wait_connected(5)
+        snapshot = await drv.snapshot()  # good replies again
+        assert snapshot.ring_size == 512
