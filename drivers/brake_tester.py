@@ -1,7 +1,8 @@
 """Driver of the RB-2 roller brake tester (Modbus TCP or RTU 19200 8E1) on the common life cycle.
 
-pymodbus 3.16's async clients carry the frames; protocols/brake_tester.py says
-what the registers mean. One request at a time on the line (`Driver.exchange`);
+pymodbus 3.16's async clients carry the frames (the request layer is
+drivers/modbus_device.py, shared with the dynamometer); protocols/brake_tester.py
+says what the registers mean. One request at a time on the line (`Driver.exchange`);
 reads are repeated after a timeout (reading never changes the tester), writes
 are not. Exception replies become `DeviceRefused` naming the exception: 02
 outside the map, 03 bad value, 06 busy (an interlock). A refusal proves the
@@ -29,22 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import os
-import termios
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
+from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from drivers.base import Backoff, Driver
-from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
-from drivers.port_lock import in_use_detail, lock_holder
+from drivers.base import Backoff
+from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout
+from drivers.modbus_device import RTU_QUIET_S as RTU_QUIET_S
+from drivers.modbus_device import ModbusLink as ModbusLink
+from drivers.modbus_device import ModbusRequests
 from protocols import brake_tester as bt
 from protocols.errors import ProtocolError
 
@@ -52,54 +51,10 @@ from protocols.errors import ProtocolError
 REQUEST_EXCEPTIONS = frozenset({bt.ExceptionCode.ILLEGAL_ADDRESS, bt.ExceptionCode.ILLEGAL_VALUE,
                                 bt.ExceptionCode.DEVICE_BUSY})
 SETTING_NAMES = {p.name: p.address for p in bt.HOLDING_REGISTERS}
-#: after an RTU timeout, the line is left quiet this long: a late reply (no transaction id over
-#: RTU) must not be taken for the answer to the next request
-RTU_QUIET_S = 0.2
 TARE_LIMIT_S = 1.0  # the manual: under 500 ms; twice that before giving up
 #: a driver following the curve for live messages reads the ring at most this often (a poll rate
 #: above 10 Hz adds snapshots, not ring reads: the bus and the CPU stay as at 10 Hz)
 FOLLOW_INTERVAL_S = 0.1
-
-
-@dataclass(frozen=True)
-class ModbusLink:
-    """Where the tester is: `transport` "tcp" (host, tcp_port) or "rtu" (serial_port, 19200 8E1)."""
-
-    transport: Literal["tcp", "rtu"] = "tcp"
-    host: str = "127.0.0.1"
-    tcp_port: int = 502
-    serial_port: str = ""
-    baudrate: int = 19200
-    parity: str = "E"
-    bytesize: int = 8
-    stopbits: int = 1
-    unit_id: int = 1
-    timeout_s: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.transport not in ("tcp", "rtu"):
-            raise ValueError(f"transport {self.transport!r}: use tcp or rtu")
-        if self.transport == "rtu" and not self.serial_port:
-            raise ValueError("transport rtu needs serial_port (e.g. /dev/ttyUSB0)")
-        if self.parity not in ("N", "E", "O"):
-            raise ValueError(f"parity {self.parity!r}: use N, E or O")
-        if not 0 <= self.unit_id <= 247:
-            raise ValueError(f"unit_id {self.unit_id}: use 1–247 (0 only over TCP)")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> ModbusLink:
-        """From a config table; unknown keys are an error naming the key."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown brake tester link key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**dict(data))
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.tcp_port}" if self.transport == "tcp" else self.serial_port
 
 
 def _echoes_motors_off(response: ModbusPDU) -> bool:
@@ -120,8 +75,10 @@ def _cannot_follow(cursor: bt.CurveCursor, snapshot: bt.TesterSnapshot) -> str |
     return None
 
 
-class BrakeTesterDriver(Driver):
+class BrakeTesterDriver(ModbusRequests):
     kind = "brake_tester"
+    device_noun = "tester"
+    request_exceptions = frozenset(int(c) for c in REQUEST_EXCEPTIONS)
     safe_state_action = "MOTORS = 0 (rollers stopped), LIFT = 1 (lift up)"
 
     def __init__(
@@ -173,42 +130,13 @@ class BrakeTesterDriver(Driver):
             raise ValueError(f"brake tester {name}: transport type {t.type!r}, use tcp or rtu")
         return cls(name, link, retries=config.retries, poll_hz=config.poll_hz, **kwargs)
 
-    # ----- life cycle ------------------------------------------------------------------
+    # ----- life cycle (_open, _close and the requests: drivers/modbus_device.py) ----------------
 
-    async def _open(self) -> None:
-        lk = self.link
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if lk.transport == "tcp":
-            client = AsyncModbusTcpClient(lk.host, port=lk.tcp_port, timeout=lk.timeout_s, retries=0,
-                                          reconnect_delay=0, name=self.name)
-        else:
-            client = AsyncModbusSerialClient(lk.serial_port, framer=FramerType.RTU, baudrate=lk.baudrate,
-                                             parity=lk.parity, bytesize=lk.bytesize, stopbits=lk.stopbits,
-                                             timeout=lk.timeout_s, retries=0, reconnect_delay=0, name=self.name)
-        self._client = client
-        failure = ""
+    def _exception_meaning(self, raw: int) -> str:
         try:
-            connected = await client.connect()
-        except termios.error as exc:  # pyserial re-applies settings after opening; a pty refuses parity
-            failure = f"cannot set {lk.baudrate} 8{lk.parity}{lk.stopbits} ({exc})"
-            if os.path.realpath(lk.serial_port).startswith("/dev/pts/") and lk.parity != "N":
-                failure += ": a pseudo-terminal (simulated tester) cannot carry parity; configure parity N for it"
-        if failure:
-            client.close()
-            gc.collect()  # pyserial had opened and locked the port when pymodbus failed: release it now
-            raise DeviceUnavailable(self.name, failure, port=self.port)
-        if not connected:
-            if lk.transport == "rtu" and lock_holder(lk.serial_port) is not None:
-                # pymodbus opens the port exclusively (flock) and only logs why it could not
-                raise DeviceUnavailable(self.name, in_use_detail(lk.serial_port), port=self.port)
-            what = "TCP connection" if lk.transport == "tcp" else "serial port"
-            raise DeviceUnavailable(self.name, f"cannot open the {what} (is the tester on and the address right?)",
-                                    port=self.port)
-
-    async def _close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+            return bt.ExceptionCode(raw).meaning
+        except ValueError:
+            return "unknown exception"
 
     async def _hello(self) -> None:
         snapshot = await self.snapshot()
@@ -305,100 +233,6 @@ class BrakeTesterDriver(Driver):
                 "(frozen tester firmware?)",
                 port=self.port,
             )
-
-    # ----- one request -------------------------------------------------------------------
-
-    def _refusal(self, what: str, response: ModbusPDU) -> DeviceRefused:
-        raw = int(getattr(response, "exception_code", 0))
-        try:
-            meaning = bt.ExceptionCode(raw).meaning
-        except ValueError:
-            meaning = "unknown exception"
-        return DeviceRefused(self.name, f"{what}: Modbus exception {raw:02d} {meaning}", port=self.port)
-
-    async def _once(self, what: str, call: Callable[[Any], Awaitable[ModbusPDU]],
-                    check: Callable[[ModbusPDU], Any]) -> Any:
-        """One request on the line (inside `exchange`): the decoded value, or a DeviceRefused to raise
-        outside (02/03/06 leave health good)."""
-        client = self._client
-        if client is None or not client.connected:
-            raise DeviceUnavailable(self.name, "link lost (connection closed or port gone)", port=self.port)
-        try:
-            response = await call(client)
-        except ModbusIOException:
-            if self.link.transport == "rtu":
-                await asyncio.sleep(RTU_QUIET_S)  # let a late reply pass before the next request
-            raise DeviceTimeout(self.name, f"no valid reply to {what} within {self.link.timeout_s * 1000:.0f} ms",
-                                port=self.port) from None
-        except ConnectionException as exc:
-            raise DeviceUnavailable(self.name, f"{what}: link lost ({exc})", port=self.port) from None
-        except ModbusException as exc:
-            raise DeviceError(self.name, f"{what}: {exc}", port=self.port) from None
-        if response.isError():
-            refusal = self._refusal(what, response)
-            if int(getattr(response, "exception_code", 0)) in REQUEST_EXCEPTIONS:
-                return refusal
-            raise refusal
-        try:
-            return check(response)
-        except ProtocolError as exc:
-            raise DeviceError(self.name, f"{what}: bad reply: {exc}", port=self.port) from None
-
-    async def _request(self, what: str, call: Callable[[Any], Awaitable[ModbusPDU]],
-                       check: Callable[[ModbusPDU], Any], *, repeat: bool) -> Any:
-        attempts = 1 + (self.retries if repeat else 0)
-        last: DeviceTimeout | None = None
-        for _ in range(attempts):
-            await self._line_free.wait()  # an emergency stop goes first
-            try:
-                result = await self.exchange(lambda: self._once(what, call, check))
-            except DeviceTimeout as exc:
-                last = exc
-                continue
-            if isinstance(result, DeviceRefused):
-                raise result
-            return result
-        assert last is not None
-        raise last
-
-    async def _read_registers(self, fc: int, address: int, count: int, what: str, *, repeat: bool = True) -> list[int]:
-        unit = self.link.unit_id
-
-        def call(c: Any) -> Awaitable[ModbusPDU]:
-            reader = c.read_input_registers if fc == 4 else c.read_holding_registers
-            return reader(address, count=count, device_id=unit)  # type: ignore[no-any-return]
-
-        def check(r: ModbusPDU) -> list[int]:
-            if len(r.registers) != count:
-                raise ProtocolError(f"{len(r.registers)} registers in the reply, {count} asked (a late reply?)")
-            return list(r.registers)
-
-        result: list[int] = await self._request(what, call, check, repeat=repeat)
-        return result
-
-    async def _read_bits(self, fc: int, count: int, what: str) -> list[bool]:
-        unit = self.link.unit_id
-
-        def call(c: Any) -> Awaitable[ModbusPDU]:
-            reader = c.read_coils if fc == 1 else c.read_discrete_inputs
-            return reader(0, count=count, device_id=unit)  # type: ignore[no-any-return]
-
-        def check(r: ModbusPDU) -> list[bool]:
-            if len(r.bits) < count:
-                raise ProtocolError(f"{len(r.bits)} bits in the reply, {count} asked")
-            return list(r.bits[:count])
-
-        result: list[bool] = await self._request(what, call, check, repeat=True)
-        return result
-
-    async def _write_coil(self, coil: bt.Coil, on: bool) -> None:
-        unit = self.link.unit_id
-        await self._request(
-            f"write {coil.name} = {int(on)} (FC05 coil {int(coil)})",
-            lambda c: c.write_coil(int(coil), on, device_id=unit),
-            lambda r: None,
-            repeat=False,
-        )
 
     # ----- typed API ------------------------------------------------------------------------
 

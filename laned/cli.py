@@ -25,6 +25,7 @@ SIMULATORS = {
     "gas-analyzer": "simulators.gas_analyzer",
     "opacimeter": "simulators.opacimeter",
     "brake-tester": "simulators.brake_tester",
+    "dynamometer": "simulators.dynamometer",
     "pda": "simulators.pda",
     "driver": "laned.sim_driver",  # the person in the vehicle, following the lane's prompts
     "lane": "laned.sim_lane",  # every simulator a lane config names, and the driver

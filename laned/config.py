@@ -236,10 +236,23 @@ class BrakeTesterConfig(_DeviceBase):
     )
 
 
-DeviceConfig = Annotated[GasAnalyzerConfig | OpacimeterConfig | BrakeTesterConfig, Field(discriminator="kind")]
+class DynamometerConfig(_DeviceBase):
+    kind: Literal["dynamometer"]
+    transport: Annotated[ModbusRtuTransport | ModbusTcpTransport, Field(discriminator="type")]
+    unit_id: int = Field(1, ge=0, le=247)
+    poll_hz: float = Field(
+        5.0, ge=2, le=20,
+        description="snapshot and ring reads per second; at least 2 so the dynamometer's host watchdog "
+        "(WATCHDOG, 2 s by default) is fed well within its time while a mode is on",
+    )
+
+
+DeviceConfig = Annotated[
+    GasAnalyzerConfig | OpacimeterConfig | BrakeTesterConfig | DynamometerConfig, Field(discriminator="kind")
+]
 #: the tags of the two unions, which pydantic puts in an error's path (describe_errors takes them out)
 DEVICE_KINDS = frozenset(get_args(m.model_fields["kind"].annotation)[0]
-                         for m in (GasAnalyzerConfig, OpacimeterConfig, BrakeTesterConfig))
+                         for m in (GasAnalyzerConfig, OpacimeterConfig, BrakeTesterConfig, DynamometerConfig))
 TRANSPORT_TYPES = frozenset(get_args(m.model_fields["type"].annotation)[0]
                             for m in (ModbusRtuTransport, ModbusTcpTransport))
 

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from drivers.base import Backoff, Driver
-from laned.config import BrakeTesterConfig, DeviceConfig, GasAnalyzerConfig, OpacimeterConfig
+from laned.config import BrakeTesterConfig, DeviceConfig, DynamometerConfig, GasAnalyzerConfig, OpacimeterConfig
 from protocols.brake_tester import INDEX_MODULUS
 
 log = structlog.get_logger("laned.live")
@@ -64,6 +64,11 @@ def build_driver(name: str, config: DeviceConfig) -> Driver:
         # live on: the driver follows the 100 Hz curve ring at poll_hz and each live message carries
         # the new samples (docs/performance.md); live off: the state registers alone
         return BrakeTesterDriver.from_config(name, config, follow_curve=follows_curve(config), **common)
+    if isinstance(config, DynamometerConfig):
+        from drivers.dynamometer import DynamometerDriver
+
+        # every poll follows the 10 Hz sample ring: the live message carries the new samples
+        return DynamometerDriver.from_config(name, config, **common)
     raise TypeError(f"no driver for device kind {type(config).__name__}")
 
 

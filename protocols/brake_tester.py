@@ -19,25 +19,28 @@ module; its three parts are marked below.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import IntEnum, StrEnum
-from typing import ClassVar, NamedTuple, TypeVar
+from typing import ClassVar, TypeVar
 
+from protocols import ring
 from protocols.errors import ProtocolError
+from protocols.ring import HALF_INDEX as HALF_INDEX
+from protocols.ring import INDEX_MODULUS as INDEX_MODULUS
+from protocols.ring import MAX_READ_REGISTERS as MAX_READ_REGISTERS
+from protocols.ring import BlockCheck as BlockCheck
+from protocols.ring import Gap as Gap
+from protocols.ring import pending_samples as pending_samples
+from protocols.ring import validate_block as validate_block
 
 E = TypeVar("E", bound=IntEnum)
 
-INDEX_MODULUS = 65536
-#: half the index space: a sample "ahead" of SAMPLE_INDEX by less than this is in the future
-HALF_INDEX = INDEX_MODULUS // 2
 RING_BASE = 1000
 DEFAULT_RING_SIZE = 512
 DEFAULT_SAMPLE_RATE_HZ = 100
 SNAPSHOT_ADDRESS = 0
 SNAPSHOT_COUNT = 16
-#: the most registers one FC03/FC04 read may return (Modbus limit and the manual's)
-MAX_READ_REGISTERS = 125
 SAMPLE_REGISTERS = 2
 INT16_MIN, INT16_MAX = -32768, 32767
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -462,7 +465,7 @@ def encode_settings(settings: TesterSettings) -> list[int]:
     return values
 
 
-# ----- the curve ring ----------------------------------------------------------------------
+# ----- the curve ring (the generic logic is protocols/ring.py) ---------------------------------
 
 
 @dataclass(frozen=True)
@@ -476,12 +479,10 @@ class CurveSample:
     seq: int = 0
 
 
-class RingRead(NamedTuple):
-    """One FC04 read of the ring: `count` registers from `address`, holding samples from `first_sample`."""
+class RingRead(ring.RingRead):
+    """One FC04 read of the curve ring: `count` registers from `address`, holding samples from `first_sample`."""
 
-    address: int
-    register_count: int
-    first_sample: int
+    __slots__ = ()
 
     @property
     def samples(self) -> int:
@@ -489,21 +490,12 @@ class RingRead(NamedTuple):
 
 
 def _check_ring_size(ring_size: int) -> None:
-    if not 1 <= ring_size <= HALF_INDEX:
-        raise ProtocolError(f"ring size {ring_size} is not 1–{HALF_INDEX}")
+    ring.check_ring_size(ring_size)
 
 
 def ring_address(index: int, ring_size: int = DEFAULT_RING_SIZE) -> int:
     """Input register holding sample `index` (its left force; the right force follows)."""
-    _check_ring_size(ring_size)
-    return RING_BASE + SAMPLE_REGISTERS * ((index % INDEX_MODULUS) % ring_size)
-
-
-def pending_samples(next_index: int, newest_index: int) -> int:
-    """Samples from `next_index` through `newest_index` (mod 65536); 0 when `next_index` is newer
-    than `newest_index` (not produced yet: within half the index space ahead)."""
-    pending = (newest_index - next_index + 1) % INDEX_MODULUS
-    return 0 if pending > HALF_INDEX else pending
+    return ring.slot_address(index, ring_size, RING_BASE, SAMPLE_REGISTERS)
 
 
 def plan_ring_reads(
@@ -512,58 +504,8 @@ def plan_ring_reads(
     """The reads that fetch every sample still in the ring from `next_index` through `newest_index`,
     oldest first: at most `max_regs` registers each (62 samples at 125), split where the ring ends.
     Samples older than the ring's oldest are skipped (the caller counts them as lost)."""
-    _check_ring_size(ring_size)
-    per_read = max_regs // SAMPLE_REGISTERS
-    if per_read < 1:
-        raise ProtocolError(f"max_regs {max_regs} cannot hold one sample (2 registers)")
-    available = min(pending_samples(next_index, newest_index), ring_size)
-    first = (newest_index - available + 1) % INDEX_MODULUS
-    reads: list[RingRead] = []
-    done = 0
-    while done < available:
-        start = (first + done) % INDEX_MODULUS
-        slot = start % ring_size
-        # contiguous registers end where the ring ends (back to slot 0) or where the index wraps at
-        # 65536 (slot 0 again, even when RING_SIZE does not divide 65536)
-        n = min(per_read, available - done, ring_size - slot, INDEX_MODULUS - start)
-        reads.append(RingRead(RING_BASE + SAMPLE_REGISTERS * slot, SAMPLE_REGISTERS * n, start))
-        done += n
-    return reads
-
-
-@dataclass(frozen=True)
-class BlockCheck:
-    """Validity of a block of `size` samples: those from offset `valid_from` on are good; the ones
-    before it were overwritten while the block was read (lost)."""
-
-    valid_from: int
-    size: int
-
-    @property
-    def lost(self) -> int:
-        return self.valid_from
-
-    @property
-    def valid(self) -> int:
-        return self.size - self.valid_from
-
-
-def validate_block(first_index: int, size: int, sample_index_after: int, ring_size: int) -> BlockCheck:
-    """Which of samples first_index … first_index+size-1 are valid, given a SAMPLE_INDEX read taken
-    after the block: sample i is valid iff (SAMPLE_INDEX − i) mod 65536 < ring_size."""
-    _check_ring_size(ring_size)
-    if size < 0:
-        raise ProtocolError(f"block size {size} is negative")
-    if size == 0:
-        return BlockCheck(0, 0)
-    last = (first_index + size - 1) % INDEX_MODULUS
-    if (sample_index_after - last) % INDEX_MODULUS >= HALF_INDEX:
-        raise ProtocolError(
-            f"SAMPLE_INDEX read after the block is {sample_index_after}, older than sample {last} in it: "
-            "the index went backwards (tester restarted?)"
-        )
-    behind_first = (sample_index_after - first_index) % INDEX_MODULUS
-    return BlockCheck(min(size, max(0, behind_first - ring_size + 1)), size)
+    return [RingRead(*r) for r in ring.plan_reads(next_index, newest_index, ring_size=ring_size, base=RING_BASE,
+                                                   sample_registers=SAMPLE_REGISTERS, max_regs=max_regs)]
 
 
 def ring_forces_dan(registers: Sequence[int]) -> list[int]:
@@ -591,49 +533,18 @@ def encode_ring_sample(left_force_n: float | int, right_force_n: float | int) ->
     return int16_to_register(n_to_dan(left_force_n)), int16_to_register(n_to_dan(right_force_n))
 
 
-@dataclass(frozen=True)
-class Gap:
-    """Samples lost by a reader: `count` samples from tester index `first_index` (seq `first_seq`)."""
-
-    first_index: int
-    count: int
-    first_seq: int
-
-
 @dataclass
-class CurveCursor:
-    """A reader's place in the ring: plans the next reads, checks each block against the
-    SAMPLE_INDEX read after it, and hands out every valid sample exactly once, in order.
-    Samples it could not get in time are counted in `lost` and listed in `gaps`."""
+class CurveCursor(ring.RingCursor):
+    """A reader's place in the curve ring (protocols/ring.py's cursor, 2 registers a sample from
+    1000): hands out every valid sample exactly once, in order; counts what it lost."""
 
-    next_index: int
-    ring_size: int = DEFAULT_RING_SIZE
-    max_regs: int = MAX_READ_REGISTERS
-    next_seq: int = 0
-    lost: int = 0
-    delivered: int = 0
-    gaps: list[Gap] = field(default_factory=list)
+    base: ClassVar[int] = RING_BASE
+    sample_registers: ClassVar[int] = SAMPLE_REGISTERS
 
-    def __post_init__(self) -> None:
-        _check_ring_size(self.ring_size)
-        self.next_index %= INDEX_MODULUS
+    def plan(self, newest_index: int) -> list[RingRead]:  # type: ignore[override]  # the tester's RingRead
+        return [RingRead(*r) for r in super().plan(newest_index)]
 
-    def plan(self, newest_index: int) -> list[RingRead]:
-        return plan_ring_reads(self.next_index, newest_index, self.ring_size, self.max_regs)
-
-    def _lose(self, count: int) -> None:
-        if count <= 0:
-            return
-        last = self.gaps[-1] if self.gaps else None
-        if last is not None and last.first_seq + last.count == self.next_seq:
-            self.gaps[-1] = Gap(last.first_index, last.count + count, last.first_seq)
-        else:
-            self.gaps.append(Gap(self.next_index, count, self.next_seq))
-        self.lost += count
-        self.next_index = (self.next_index + count) % INDEX_MODULUS
-        self.next_seq += count
-
-    def accept(self, read: RingRead, registers: Sequence[int], sample_index_after: int) -> list[CurveSample]:
+    def accept(self, read: ring.RingRead, registers: Sequence[int], sample_index_after: int) -> list[CurveSample]:
         """The valid samples of one ring read, given the SAMPLE_INDEX read after it.
 
         `read` must start at or after the cursor (a planned read); samples it skipped and samples
@@ -642,34 +553,11 @@ class CurveCursor:
         count = len(forces) // SAMPLE_REGISTERS
         return _samples(first, forces, self.next_seq - count)
 
-    def accept_forces(self, read: RingRead, registers: Sequence[int], sample_index_after: int) -> tuple[int, list[int]]:
+    def accept_forces(self, read: ring.RingRead, registers: Sequence[int],
+                      sample_index_after: int) -> tuple[int, list[int]]:
         """`accept` for a reader that wants the ring's own values (a live message): the index of the
         first valid sample and their forces in daN, left and right alternating (`ring_forces_dan`)."""
-        if len(registers) != read.register_count:
-            raise ProtocolError(
-                f"ring read at {read.address} returned {len(registers)} registers, asked {read.register_count}"
-            )
-        skipped = (read.first_sample - self.next_index) % INDEX_MODULUS
-        if skipped >= HALF_INDEX:
-            raise ValueError(
-                f"ring read from sample {read.first_sample} starts before the cursor ({self.next_index}): "
-                "samples would be delivered twice"
-            )
-        check = validate_block(read.first_sample, read.samples, sample_index_after, self.ring_size)
-        self._lose(skipped + check.lost)
-        forces = ring_forces_dan(registers[SAMPLE_REGISTERS * check.valid_from :])
-        first, count = self.next_index, len(forces) // SAMPLE_REGISTERS
-        self.next_index = (self.next_index + count) % INDEX_MODULUS
-        self.next_seq += count
-        self.delivered += count
-        return first, forces
-
-    def skip_to(self, index: int) -> int:
-        """Move forward to `index` (e.g. after the tester restarted), counting what lies between as
-        lost; returns that count."""
-        count = (index - self.next_index) % INDEX_MODULUS
-        if count >= HALF_INDEX:
-            count = 0
-        self._lose(count)
-        self.next_index = index % INDEX_MODULUS
-        return count
+        if len(registers) == read.register_count:
+            ring_forces_dan(registers)  # bad register values are an error before the cursor moves
+        first, valid = self.accept_registers(read, registers, sample_index_after)
+        return first, ring_forces_dan(valid)

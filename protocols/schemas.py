@@ -62,8 +62,9 @@ class LiveReading(BaseModel):
     for monitoring screens (at most `live_hz` messages a second, 10 by default).
 
     `schema` is "live-<kind>/1" with the device kind (live-gas-analyzer/1, live-opacimeter/1,
-    live-brake-tester/1); beside the fields below each kind carries its newest reading's own
-    fields, with their units in their names (hc_ppm, co_pct, k_m1, left_force_n, …), and
+    live-brake-tester/1, live-dynamometer/1); beside the fields below each kind carries its newest reading's own
+    fields, with their units in their names (hc_ppm, co_pct, k_m1, left_force_n,
+    speed_kmh, …), and
     `readings` lists every reading the message gathers. Curve samples (the brake tester's
     `first_sample_index`, `left_force_dan`, `right_force_dan`) are at the top level only, all of
     the message's, each once. Readings are dropped while the broker is away: they are for

@@ -54,7 +54,7 @@ class DeviceHealthModel(_Strict):
 class DeviceStatus(DeviceHealthModel):
     """One device in `…/status`: its health, and which device on which line it is."""
 
-    kind: Literal["gas_analyzer", "opacimeter", "brake_tester"] = Field(description="what the device is")
+    kind: Literal["gas_analyzer", "opacimeter", "brake_tester", "dynamometer"] = Field(description="what the device is")
     port: str = Field(description="where the lane reaches it: a serial port path, or host:port for Modbus TCP")
 
 

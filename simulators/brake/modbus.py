@@ -15,6 +15,7 @@ from a SimDevice) for the two things SimDevice cannot say:
     exception for an unknown id; here it raises NoSuchIdException, which the
     server (ignore_missing_devices=True) answers with silence, as on RS-485.
 It also answers every request with an injected exception code when asked to.
+The dynamometer simulator reuses it over its own map (`map_check`) and host.
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ WRITE_FCS = frozenset({5, 15, 6, 16})
 MAX_READ_BITS = 2000
 
 
-class TesterHost(Protocol):
-    """What the datastore needs from the simulator around it."""
+class _RingModel(Protocol):
+    ring_size: int
 
-    model: TesterModel
+
+class TesterHost(Protocol):
+    """What the datastore needs from the simulator around it (the brake tester's or the dynamometer's)."""
+
+    @property
+    def model(self) -> _RingModel: ...
 
     def sync(self) -> None:
         """Advance the model to now (faults, link state, samples)."""
@@ -86,10 +92,14 @@ def _pack_bits(bits: list[bool]) -> int:
     return SimUtils.bitsToRegisters([*bits, *([False] * (16 - len(bits)))])[0]
 
 
+class _TesterHost(Protocol):
+    model: TesterModel
+
+
 class TesterImage:
     """The SimDevice `action`: live values into the image before reads, writes through the model."""
 
-    def __init__(self, host: TesterHost) -> None:
+    def __init__(self, host: _TesterHost) -> None:
         self.host = host
 
     async def action(
@@ -141,10 +151,18 @@ class TesterImage:
 class TesterDatastore(SimCore):
     """pymodbus's SimCore, with the map's exact extent, unit-id filtering and injected exceptions."""
 
-    def __init__(self, device: SimDevice, host: TesterHost, *, own_unit_only: int | None = None) -> None:
+    def __init__(
+        self,
+        device: SimDevice,
+        host: TesterHost,
+        *,
+        own_unit_only: int | None = None,
+        map_check: Callable[[Table, int, int, int], bool] = in_map,
+    ) -> None:
         super().__init__(device)
         self.host = host
         self.own_unit_only = own_unit_only
+        self.map_check = map_check  # the device's map: (table, address, count, ring size) -> inside
 
     def _check(self, device_id: int, func_code: int, address: int, count: int) -> ExcCodes | None:
         if self.own_unit_only is not None and device_id != self.own_unit_only:
@@ -159,7 +177,7 @@ class TesterDatastore(SimCore):
         limit = MAX_READ_BITS if table in (Table.COIL, Table.DISCRETE_INPUT) else MAX_READ_REGISTERS
         if not 1 <= count <= limit:
             return ExcCodes.ILLEGAL_VALUE
-        if not in_map(table, address, count, self.host.model.ring_size):
+        if not self.map_check(table, address, count, self.host.model.ring_size):
             return ExcCodes.ILLEGAL_ADDRESS
         return None
 

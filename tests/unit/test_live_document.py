@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from laned.devices import live_messages, reading_to_live
 from laned.procedures.brake import BrakeCurveLive
 from protocols import brake_tester as bt
+from protocols import dynamometer as dy
 from protocols import gas_analyzer as ga
 from protocols import opacimeter as op
 
@@ -142,3 +143,20 @@ async def test_a_live_sender_sends_a_new_slots_first_reading_at_once_and_holds_t
     await asyncio.sleep(0.1)
     assert sent == [[1], [2, 3], [4]]  # the end of the next slot
     sender.close()
+
+
+def test_a_dynamometer_snapshot_is_a_live_dynamometer_document_with_its_ring_samples() -> None:
+    followed = dy.FollowedSnapshot(
+        speed_kmh=25.12, force_n=1216, pau_force_n=1128, power_kw=8.48, parasitic_power_kw=0.61, distance_m=1523,
+        roller_temp_c=31.5, pau_temp_c=48.2, state=dy.DynoState.LOADED, fault_code=dy.FaultCode.NONE,
+        sample_index=4711, sample_rate_hz=10, ring_size=512, accel_ms2=0.0, rated_power_kw=150.0,
+        rated_force_n=8000, top_speed_kmh=130.0, first_sample_index=4710, speeds_kmh=(25.1, 25.12),
+        forces_n=(1210, 1216),
+    )
+    document = json.loads(json.dumps(reading_to_live("dynamometer", "dynamometer", followed)))
+    assert document["schema"] == "live-dynamometer/1" and document["reading"] == "DynoSnapshot"
+    assert (document["state"], document["fault_code"], document["speed_kmh"], document["force_n"]) == (
+        "loaded", "none", 25.12, 1216)
+    assert (document["first_sample_index"], document["speeds_kmh"], document["forces_n"]) == (
+        4710, [25.1, 25.12], [1210, 1216])
+    assert [s.speed_raw for s in followed.samples] == [2510, 2512]

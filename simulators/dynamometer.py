@@ -1,0 +1,440 @@
+"""Simulated CD-1 chassis dynamometer: a real Modbus slave over TCP and over RTU on a pty.
+
+    laned simulate dynamometer --tcp 127.0.0.1:5021 --vehicle asm-car --fast
+    laned simulate dynamometer --link /tmp/lane1/dyno --control /tmp/lane1/dyno.ctl --model CD-1H \\
+        --vehicle lug-truck --tailpipe /tmp/lane1/opa.ctl,/tmp/lane1/ga.ctl
+
+On the wire it is pymodbus's own server (simulators/dyno/modbus.py over the
+brake tester's datastore) following spec/devices/dynamometer.md; behind it the
+machine and the vehicle on its rollers (simulators/dyno/physics.py),
+integrated at 100 Hz and sampled into the ring at 10 Hz from power-up. Over
+RTU the line is the brake tester's paced pty bridge (19200 8E1 timing).
+
+Tailpipe coupling (`--tailpipe SOCKET[,SOCKET…]`): while a vehicle is on the
+rollers, each socket (a gas analyzer's or opacimeter's control socket) gets
+`{"do": "engine_state", "rpm": …, "load": …, "power_kw": …, "speed_kmh": …}` at
+10 Hz; a socket that is not there is retried quietly every few seconds.
+
+Control socket (`--control PATH`, JSON lines, see simulators/control.py):
+
+    {"fault": "silence"}  {"fault": "crc_error"}  {"fault": "exception", "code": 4}
+    {"fault": "frozen_index"}  {"fault": "fault_code", "code": 1}  {"fault": "lost_link", "for_s": 3}
+    {"clear": "silence"} / {"clear": null}
+    {"do": "drive_on"}  {"do": "drive_off"}  {"do": "hold_speed", "speed_kmh": 25}  {"do": "full_throttle"}
+    {"do": "release"}  {"do": "excursion", "delta_kmh": 3, "for_s": 2}  {"do": "stall"}  {"do": "start_engine"}
+    {"do": "brake", "for_s": 1}  {"do": "load_vehicle", "vehicle": "lug-truck"}
+    {"get": "state"}  {"get": "engine"}  {"get": "samples", "since": SEQ}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+
+from protocols.dynamometer import FaultCode
+from simulators.brake.modbus import TesterDatastore
+from simulators.brake.rtu_line import PacedRtuBridge
+from simulators.brake_tester import parse_host_port
+from simulators.control import ControlServer
+from simulators.dyno.config import DynoConfig, load_dyno_config, load_dyno_vehicle
+from simulators.dyno.modbus import DynoImage, build_device, map_check
+from simulators.dyno.physics import DynoModel, ProducedSample
+from simulators.line import LineTiming
+
+log = structlog.get_logger("simulators.dynamometer")
+
+FAULTS = frozenset({"silence", "crc_error", "exception", "frozen_index", "fault_code", "lost_link"})
+TICK_S = 0.02
+TAILPIPE_PERIOD_S = 0.1
+TAILPIPE_RETRY_S = 3.0
+
+
+class DynamometerSimulator:
+    """One simulated CD-1. Start it in the running event loop (`async with` or start()/close())."""
+
+    def __init__(
+        self,
+        vehicle: str | Path | None = "asm-car",
+        *,
+        tcp: tuple[str, int] | None = None,
+        link: str | Path | None = None,
+        control: str | Path | None = None,
+        fast: bool = False,
+        unit_id: int | None = None,
+        config: DynoConfig | str | Path | None = None,
+        model: str | None = None,
+        tailpipe: list[str] | None = None,
+        seed: int | None = None,
+        drive_on: bool | None = None,
+    ) -> None:
+        if tcp is None and link is None:
+            raise ValueError("give the dynamometer a link: tcp=(host, port) and/or link=PATH")
+        cfg = config if isinstance(config, DynoConfig) else load_dyno_config(config, fast=fast)
+        if isinstance(config, DynoConfig) and fast:
+            cfg = cfg.fast_applied()
+        if model is not None:
+            cfg = cfg.model_copy(update={"dyno": cfg.dyno.model_copy(update={"model": model})})
+        self.config = cfg
+        self.unit_id = unit_id if unit_id is not None else cfg.dyno.unit_id
+        self.model = DynoModel(cfg.dyno, load_dyno_vehicle(vehicle) if vehicle else None,
+                               rng=random.Random(seed if seed is not None else cfg.dyno.seed))
+        if self.model.vehicle is not None and (drive_on if drive_on is not None else cfg.script.drive_on_at_start):
+            self.model.drive_on()
+        self.tcp_address = tcp
+        self.link = Path(link) if link is not None else None
+        self.control_path = Path(control) if control is not None else None
+        self.tailpipe = [Path(p) for p in tailpipe or []]
+        self.timing = LineTiming(cfg.line.baudrate, 11 if cfg.line.parity != "N" else 10)
+        self.faults: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.tcp_port: int | None = None
+        self.requests = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._t0 = 0.0
+        self._frozen_since: float | None = None
+        self._frozen_total = 0.0
+        self._tcp_server: ModbusTcpServer | None = None
+        self._rtu_server: ModbusSerialServer | None = None
+        self._bridge: PacedRtuBridge | None = None
+        self._control: ControlServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._link_down = False
+        self._image = DynoImage(self)
+
+    # ----- life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self.sync()
+        if self.tcp_address is not None:
+            await self._tcp_up(*self.tcp_address)
+        if self.link is not None:
+            self._bridge = PacedRtuBridge(self.link, self.timing, name="dynamometer")
+            self._bridge.open()
+            self._rtu_server = ModbusSerialServer(
+                build_device(self.model, self.unit_id, self._image.action), framer=FramerType.RTU,
+                port=self._bridge.inner_path, baudrate=self.config.line.baudrate,
+                parity="N",  # a pty carries no parity bit; the bridge's pacing still counts it
+                ignore_missing_devices=True, trace_packet=self._trace_packet(rtu=True),
+            )
+            self._rtu_server.context = TesterDatastore(
+                build_device(self.model, self.unit_id, self._image.action), self, own_unit_only=self.unit_id,
+                map_check=map_check,
+            )
+            await self._rtu_server.serve_forever(background=True)
+        if self.control_path is not None:
+            self._control = ControlServer(self.control_path, self.control)
+            await self._control.start()
+        self._spawn(self._tick(), "dyno-sim")
+        if self.tailpipe:
+            self._spawn(self._tailpipe_loop(), "dyno-tailpipe")
+        log.info("sim_dyno_started", device="dynamometer", model=self.config.dyno.model, tcp_port=self.tcp_port,
+                 link=str(self.link) if self.link else None, unit_id=self.unit_id,
+                 vehicle=self.model.vehicle.name if self.model.vehicle else None)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._control is not None:
+            await self._control.close()
+        await self._tcp_down()
+        if self._rtu_server is not None:
+            await self._rtu_server.shutdown()  # type: ignore[no-untyped-call]
+        if self._bridge is not None:
+            self._bridge.close()
+
+    async def __aenter__(self) -> DynamometerSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _tcp_up(self, host: str, port: int) -> None:
+        server = ModbusTcpServer(build_device(self.model, 0, self._image.action), address=(host, port),
+                                 trace_packet=self._trace_packet(rtu=False))
+        server.context = TesterDatastore(build_device(self.model, 0, self._image.action), self, map_check=map_check)
+        await server.serve_forever(background=True)
+        self._tcp_server = server
+        self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _tcp_down(self) -> None:
+        server, self._tcp_server = self._tcp_server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+
+    async def _tick(self) -> None:
+        while True:
+            self.sync()
+            down = self.fault_active("lost_link")
+            if down != self._link_down:
+                self._link_down = down
+                try:
+                    await self._set_link(up=not down)
+                except Exception as exc:  # e.g. the TCP port is taken meanwhile: try again next tick
+                    log.error("sim_link_failed", device="dynamometer", up=not down, error=repr(exc))
+                    self._link_down = not down
+            await asyncio.sleep(TICK_S)
+
+    async def _set_link(self, *, up: bool) -> None:
+        log.info("sim_link", device="dynamometer", up=up)
+        if self._bridge is not None:
+            (self._bridge.cable_in if up else self._bridge.cable_out)()
+        if self.tcp_address is not None:
+            if up:
+                await self._tcp_up(self.tcp_address[0], self.tcp_port or self.tcp_address[1])
+            else:
+                await self._tcp_down()
+
+    # ----- tailpipe coupling ----------------------------------------------------------------------------
+
+    async def _tailpipe_loop(self) -> None:
+        writers: dict[Path, asyncio.StreamWriter | None] = dict.fromkeys(self.tailpipe)
+        retry_at: dict[Path, float] = dict.fromkeys(self.tailpipe, 0.0)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self.sync()
+                line = (json.dumps({"do": "engine_state", **self.model.engine_state()}) + "\n").encode()
+                for path in self.tailpipe:
+                    if not self.model.in_position:
+                        break
+                    writer = writers[path]
+                    if writer is None:
+                        if loop.time() < retry_at[path]:
+                            continue
+                        try:
+                            reader, writer = await asyncio.open_unix_connection(str(path))
+                        except OSError:
+                            retry_at[path] = loop.time() + TAILPIPE_RETRY_S
+                            continue
+                        writers[path] = writer
+                        self._spawn(self._drain(reader), f"dyno-tailpipe-{path.name}")
+                    try:
+                        writer.write(line)
+                        await writer.drain()
+                    except (OSError, RuntimeError):
+                        writer.close()
+                        writers[path] = None
+                        retry_at[path] = loop.time() + TAILPIPE_RETRY_S
+                await asyncio.sleep(TAILPIPE_PERIOD_S)
+        finally:
+            for writer in writers.values():
+                if writer is not None:
+                    writer.close()
+
+    @staticmethod
+    async def _drain(reader: asyncio.StreamReader) -> None:
+        """Read (and drop) the answers, so the other simulator never blocks on a full socket."""
+        with contextlib.suppress(OSError):
+            while await reader.readline():
+                pass
+
+    # ----- the clock and the faults --------------------------------------------------------------------
+
+    def now(self) -> float:
+        assert self._loop is not None, "start() the simulator first"
+        return self._loop.time()
+
+    def sync(self) -> None:
+        """Bring the machine up to now: integrate, produce the samples due, apply fault causes."""
+        now = self.now()
+        if self.fault_active("frozen_index"):
+            if self._frozen_since is None:
+                self._frozen_since = now
+            return
+        if self._frozen_since is not None:
+            self._frozen_total += now - self._frozen_since
+            self._frozen_since = None
+        code = self.fault_params("fault_code").get("code", 1) if self.fault_active("fault_code") else None
+        self.model.fault_cause = FaultCode(int(code)) if code is not None else None
+        self.model.advance_to(now - self._t0 - self._frozen_total)
+
+    def fault_active(self, name: str) -> bool:
+        entry = self.faults.get(name)
+        if entry is None:
+            return False
+        if self.now() >= entry[0]:
+            del self.faults[name]
+            log.info("sim_fault_off", device="dynamometer", fault=name, reason="expired")
+            return False
+        return True
+
+    def fault_params(self, name: str) -> dict[str, Any]:
+        return self.faults.get(name, (0.0, {}))[1]
+
+    def inject(self, fault: str, for_s: float | None = None, **params: Any) -> None:
+        """Switch a fault on, for `for_s` seconds or until cleared."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
+        if fault == "fault_code" and not 1 <= int(params.get("code", 1)) <= max(FaultCode):
+            raise ValueError(f"fault_code code {params['code']}: use 1–{max(FaultCode)} (FAULT_CODE)")
+        if fault == "exception" and int(params.get("code", 4)) not in {int(c) for c in ExcCodes}:
+            raise ValueError(f"exception code {params['code']}: not a Modbus exception code")
+        self.sync()
+        self.faults[fault] = (self.now() + for_s if for_s else float("inf"), params)
+        self.sync()
+        log.info("sim_fault_on", device="dynamometer", fault=fault, for_s=for_s, **params)
+        if fault == "lost_link" and not self._link_down and self._loop is not None:
+            self._link_down = True
+            self._spawn(self._set_link(up=False), "dyno-link-down")
+
+    def clear(self, fault: str | None = None) -> None:
+        self.sync()
+        if fault is None:
+            self.faults.clear()
+        else:
+            self.faults.pop(fault, None)
+        self.sync()
+        log.info("sim_fault_off", device="dynamometer", fault=fault or "all", reason="cleared")
+
+    def forced_exception(self) -> int | None:
+        """Called for every request to this unit (after sync): feeds the host watchdog when the
+        device answers, and gives the injected exception code, if any."""
+        self.requests += 1
+        if not self.fault_active("silence"):
+            self.model.note_request()
+        return int(self.fault_params("exception").get("code", 4)) if self.fault_active("exception") else None
+
+    def _trace_packet(self, *, rtu: bool) -> Any:
+        def trace(sending: bool, data: bytes) -> bytes:
+            if not sending:
+                return data
+            if self.fault_active("silence"):
+                return b""
+            if rtu and data and self.fault_active("crc_error"):
+                return data[:-1] + bytes([data[-1] ^ 0x5A])
+            return data
+
+        return trace
+
+    # ----- what tests and the control socket use ---------------------------------------------------------
+
+    def produced_samples(self, since_seq: int = 0) -> list[ProducedSample]:
+        """Every ring sample produced from power-up sample `since_seq` on (as far as the log reaches)."""
+        self.sync()
+        return [s for s in self.model.log if s.seq >= since_seq]
+
+    def state(self) -> dict[str, Any]:
+        self.sync()
+        return {**self.model.describe(), "faults": sorted(self.faults), "tcp_port": self.tcp_port,
+                "link": str(self.link) if self.link else None, "unit_id": self.unit_id}
+
+    def do(self, action: str, **params: Any) -> Any:
+        """A driver's or the scenario's action (see the module docstring)."""
+        self.sync()
+        model, driver = self.model, self.model.driver
+        t = model.t
+        if action == "load_vehicle":
+            model.load_vehicle(load_dyno_vehicle(params["vehicle"]))
+        elif action == "drive_on":
+            model.drive_on()
+        elif action == "drive_off":
+            model.drive_off()
+        elif driver is None:
+            raise ValueError(f"{action}: no vehicle loaded")
+        elif action == "hold_speed":
+            driver.mode, driver.target_kmh = "hold", float(params["speed_kmh"])
+        elif action == "full_throttle":
+            driver.mode = "full"
+        elif action == "release":
+            driver.mode = "release"
+        elif action == "excursion":
+            driver.excursion_kmh = float(params.get("delta_kmh", 3.0))
+            driver.excursion_until = t + float(params.get("for_s", 2.0))
+        elif action == "stall":
+            driver.engine_on, driver.mode = False, "idle"
+        elif action == "start_engine":
+            driver.engine_on = True
+        elif action == "brake":
+            driver.brake_until = t + float(params.get("for_s", 1.0))
+        else:
+            raise ValueError(f"unknown action {action!r}: drive_on, drive_off, hold_speed, full_throttle, release, "
+                             "excursion, stall, start_engine, brake, load_vehicle")
+        log.info("sim_action", device="dynamometer", action=action, **params)
+        return model.describe()
+
+    def control(self, request: dict[str, Any]) -> Any:
+        """The ControlServer handler (see the module docstring)."""
+        if "fault" in request:
+            params = {k: v for k, v in request.items() if k not in ("fault", "for_s")}
+            self.inject(str(request["fault"]), request.get("for_s"), **params)
+            return {"faults": sorted(self.faults)}
+        if "clear" in request:
+            self.clear(request["clear"])
+            return {"faults": sorted(self.faults)}
+        if "do" in request:
+            return self.do(str(request["do"]), **{k: v for k, v in request.items() if k != "do"})
+        if request.get("get") == "state":
+            return self.state()
+        if request.get("get") == "engine":
+            self.sync()
+            return self.model.engine_state()
+        if request.get("get") == "samples":
+            return [asdict(s) for s in self.produced_samples(int(request.get("since", 0)))]
+        raise ValueError("a control request has one of: fault, clear, do, get (state|engine|samples)")
+
+
+# ----- CLI contract ----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="serve Modbus TCP here (port 0: any free port)")
+    parser.add_argument("--link", metavar="PATH", help="serve Modbus RTU on a pty linked at PATH, paced as 19200 8E1 "
+                        "(open it with parity N: a pty cannot carry a parity bit)")
+    parser.add_argument("--vehicle", default="asm-car", help="vehicle name in config/vehicles/ or a file path")
+    parser.add_argument("--model", choices=("CD-1L", "CD-1H"), default=None, help="the build (default from config)")
+    parser.add_argument("--control", metavar="PATH", help="control socket for faults and actions")
+    parser.add_argument("--tailpipe", metavar="SOCKET[,SOCKET...]", default="",
+                        help="control sockets of the gas analyzer / opacimeter simulators to send engine_state to")
+    parser.add_argument("--fast", action="store_true", help="short lift/motor timings for tests and demos")
+    parser.add_argument("--unit-id", type=int, default=None, help="RTU unit id (default from the config: 1)")
+    parser.add_argument("--config", metavar="PATH", default=None,
+                        help="settings (default: config/simulators/dynamometer.toml)")
+    parser.add_argument("--seed", type=int, default=None, help="noise seed (repeatable runs)")
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Serve until cancelled."""
+    if not args.tcp and not args.link:
+        raise SystemExit("dynamometer: give --tcp HOST:PORT and/or --link PATH")
+    sim = DynamometerSimulator(
+        args.vehicle, tcp=parse_host_port(args.tcp) if args.tcp else None, link=args.link, control=args.control,
+        fast=args.fast, unit_id=args.unit_id, config=args.config, model=args.model,
+        tailpipe=[p for p in args.tailpipe.split(",") if p], seed=args.seed,
+    )
+    async with sim:
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m simulators.dynamometer --tcp 127.0.0.1:5021
+    cli = argparse.ArgumentParser(prog="dynamometer-sim", description=__doc__.split("\n")[0])
+    add_arguments(cli)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(cli.parse_args()))
