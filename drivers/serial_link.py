@@ -29,7 +29,7 @@ import errno
 import functools
 import termios
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import serial
 import serial.threaded
@@ -189,9 +189,10 @@ class SerialLink:
                 protocol = _Receiver()
                 transport: asyncio.Transport = _ThreadedPort(loop, port, protocol)
             else:
-                transport, protocol = await serial_asyncio_fast.create_serial_connection(
+                transport, made = await serial_asyncio_fast.create_serial_connection(
                     loop, _Receiver, self.port, **options
                 )
+                protocol = cast(_Receiver, made)  # the library types it as asyncio.Protocol: our factory made it
         except (serial.SerialException, OSError, ValueError) as exc:  # ValueError: pyserial's word on a bad URL
             if exclusive and getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK):
                 raise DeviceUnavailable(self.device, in_use_detail(self.port), port=self.port) from None

@@ -70,7 +70,7 @@ class Outbox:
             tighten(self.path.with_name(name))  # files an older lane left readable by others
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._depth: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]  # sqlite3 rows are Any
         if self._depth:
             log.info("outbox_pending_at_start", depth=self._depth, path=str(self.path))
 

@@ -80,7 +80,7 @@ def load_mapping(path: Path) -> PlatformMapping:
 
 def load_mappings(directory: Path) -> dict[str, PlatformMapping]:
     """`safety.toml` and `emissions.toml` from the lane's platforms_dir."""
-    mappings = {}
+    mappings: dict[str, PlatformMapping] = {}
     for platform in ("safety", "emissions"):
         mapping = load_mapping(directory / f"{platform}.toml")
         if mapping.platform != platform:

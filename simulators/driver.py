@@ -18,8 +18,8 @@ from typing import Any
 import aiomqtt
 import structlog
 
+from protocols.datafiles import CONFIG_DIR
 from simulators.control import send_control
-from simulators.vehicle import CONFIG_DIR
 
 log = structlog.get_logger("simulators.driver")
 
@@ -84,7 +84,7 @@ class SimulatedDriver:
                         await client.subscribe(f"{lane_root}/event", qos=1)
                         async for message in client.messages:
                             try:
-                                event = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                                event = json.loads(bytes(message.payload))
                             except ValueError:
                                 continue
                             if event.get("type") == "prompt" and event.get("action"):

@@ -38,11 +38,12 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from protocols import gas_analyzer as ga
+from protocols.datafiles import CONFIG_DIR
 from protocols.errors import FrameError, ProtocolError
 from simulators.control import ControlServer
 from simulators.line import SHARED_FAULTS, LineTiming, PacedSerialServer
 from simulators.tailpipe import EngineCoupling, EngineState, OperatingMap, vehicle_ambient
-from simulators.vehicle import CONFIG_DIR, load_vehicle_file, vehicle_identity
+from simulators.vehicle import load_vehicle_file, vehicle_identity
 
 log = structlog.get_logger("simulators.gas_analyzer")
 
@@ -247,7 +248,7 @@ def _lag_share(dt: float, t90_s: float) -> float:
 
 
 def _round_half_up(value: float, decimals: int = 0) -> float:
-    scale = 10**decimals
+    scale: int = 10**decimals  # int ** int is typed Any (a negative power is a float)
     return math.copysign(math.floor(abs(value) * scale + 0.5), value) / scale
 
 
@@ -437,7 +438,7 @@ class GasAnalyzerSimulator(PacedSerialServer):
         if state is not ga.AnalyzerState.WARMING_UP:
             b, n = self._bench, self.config.noise
             exact = self._process in (ga.Command.ZERO, ga.Command.CALIBRATE)
-            noise = (lambda _sd: 0.0) if exact else (lambda sd: self._rng.gauss(0, sd))
+            noise: Callable[[float], float] = (lambda _sd: 0.0) if exact else (lambda sd: self._rng.gauss(0, sd))
             offset = 0.0 if exact else self._hc_offset
             hc = int(max(-0x8000, min(0x7FFF, _round_half_up(b.hc_ppm + offset + noise(n.hc_ppm)))))
             co, co2, o2 = (

@@ -48,10 +48,11 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from protocols import opacimeter as op
+from protocols.datafiles import CONFIG_DIR
 from simulators.control import ControlServer
 from simulators.line import SHARED_FAULTS, LateReply, LineTiming, PacedSerialServer
 from simulators.tailpipe import EngineCoupling, EngineState, OperatingMap, vehicle_ambient
-from simulators.vehicle import CONFIG_DIR, load_vehicle_file
+from simulators.vehicle import load_vehicle_file
 
 log = structlog.get_logger("simulators.opacimeter")
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulators.vehicle import CONFIG_DIR, load_vehicle_file
+from protocols.datafiles import CONFIG_DIR
+from simulators.vehicle import load_vehicle_file
 
 DEFAULT_TESTER_CONFIG = CONFIG_DIR / "simulators" / "brake-tester.toml"
 
