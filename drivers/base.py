@@ -133,7 +133,7 @@ class Broadcast(Generic[R]):
             queue.put_nowait(item)
 
     @contextlib.contextmanager
-    def subscription(self, maxsize: int | None = None) -> Any:
+    def subscription(self, maxsize: int | None = None) -> Iterator[asyncio.Queue[R]]:
         queue: asyncio.Queue[R] = asyncio.Queue(maxsize or self._maxsize)
         self._queues.add(queue)
         try:

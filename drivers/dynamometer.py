@@ -30,18 +30,20 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pymodbus.pdu import ModbusPDU
 
 from drivers.base import Backoff
 from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout
-from drivers.modbus_device import ModbusLink, ModbusRefused, ModbusRequests
+from drivers.modbus_device import ModbusClient, ModbusLink, ModbusRefused, ModbusRequests
 from protocols import dynamometer as dy
 from protocols.brake_tester import Table, round_half_away
 from protocols.errors import ProtocolError
 from protocols.ring import HALF_INDEX, INDEX_MODULUS
+
+T = TypeVar("T")
 
 TARE_LIMIT_S = 1.0  # the manual: under 500 ms; twice that before giving up
 #: the follower's sample log: what `samples_since` serves without touching the bus (6.8 min at 10 Hz)
@@ -233,7 +235,7 @@ class DynamometerDriver(ModbusRequests):
                           port=self.port)
 
     @staticmethod
-    async def _checked(result: Any) -> Any:
+    async def _checked(result: Awaitable[T | DeviceRefused]) -> T:
         value = await result
         if isinstance(value, DeviceRefused):
             raise value
@@ -313,7 +315,7 @@ class DynamometerDriver(ModbusRequests):
     async def _write(self, table: Table, address: int, values: list[int] | list[bool], what: str) -> None:
         unit = self.link.unit_id
 
-        def call(c: Any) -> Any:
+        def call(c: ModbusClient) -> Awaitable[ModbusPDU]:
             if table == Table.COIL:
                 return c.write_coil(address, bool(values[0]), device_id=unit) if len(values) == 1 else c.write_coils(
                     address, [bool(v) for v in values], device_id=unit)

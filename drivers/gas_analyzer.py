@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from drivers.base import READ_REPLY_AT, Backoff, Driver
 from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
@@ -167,10 +167,10 @@ class GasAnalyzerDriver(Driver):
 
     # ----- one request -----------------------------------------------------------
 
-    async def _transact(self, command: ga.Command, span: ga.SpanGas | None = None) -> Any:
+    async def _transact(self, command: ga.Command, span: ga.SpanGas | None = None) -> ga.Reply:
         """Send one request, return its decoded reply; raise DeviceRefused on NAK. No lock, no retry."""
         decoder = ga.ReplyDecoder(command)
-        reply = await self.link.request(
+        reply: ga.Reply = await self.link.request(
             ga.encode_request(command, span),
             decoder,
             self.timeout_s,
@@ -182,7 +182,7 @@ class GasAnalyzerDriver(Driver):
             )
         return reply
 
-    async def _request(self, command: ga.Command, span: ga.SpanGas | None = None) -> Any:
+    async def _request(self, command: ga.Command, span: ga.SpanGas | None = None) -> ga.Reply:
         attempts = 1 + (self.retries if command in SAFE_TO_REPEAT else 0)
         last: DeviceError | None = None
         for _ in range(attempts):

@@ -20,7 +20,7 @@ import termios
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -31,6 +31,10 @@ from drivers.base import Driver
 from drivers.errors import DeviceError, DeviceRefused, DeviceTimeout, DeviceUnavailable
 from drivers.port_lock import in_use_detail, lock_holder
 from protocols.errors import ProtocolError
+
+#: the pymodbus client a request runs on, and what its check makes of the reply
+ModbusClient: TypeAlias = AsyncModbusTcpClient | AsyncModbusSerialClient
+T = TypeVar("T")
 
 #: after an RTU timeout, the line is left quiet this long: a late reply (no transaction id over
 #: RTU) must not be taken for the answer to the next request
@@ -155,8 +159,8 @@ class ModbusRequests(Driver):
         return ModbusRefused(self.name, f"{what}: Modbus exception {raw:02d} {self._exception_meaning(raw)}",
                              exception_code=raw, port=self.port)
 
-    async def _once(self, what: str, call: Callable[[Any], Awaitable[ModbusPDU]],
-                    check: Callable[[ModbusPDU], Any]) -> Any:
+    async def _once(self, what: str, call: Callable[[ModbusClient], Awaitable[ModbusPDU]],
+                    check: Callable[[ModbusPDU], T]) -> T | DeviceRefused:
         """One request on the line (inside `exchange`): the decoded value, or a DeviceRefused to raise
         outside (02/03/06 leave health good)."""
         client = self._client
@@ -183,8 +187,8 @@ class ModbusRequests(Driver):
         except ProtocolError as exc:
             raise DeviceError(self.name, f"{what}: bad reply: {exc}", port=self.port) from None
 
-    async def _request(self, what: str, call: Callable[[Any], Awaitable[ModbusPDU]],
-                       check: Callable[[ModbusPDU], Any], *, repeat: bool) -> Any:
+    async def _request(self, what: str, call: Callable[[ModbusClient], Awaitable[ModbusPDU]],
+                       check: Callable[[ModbusPDU], T], *, repeat: bool) -> T:
         attempts = 1 + (self.retries if repeat else 0)
         last: DeviceTimeout | None = None
         for _ in range(attempts):
@@ -203,9 +207,9 @@ class ModbusRequests(Driver):
     async def _read_registers(self, fc: int, address: int, count: int, what: str, *, repeat: bool = True) -> list[int]:
         unit = self.link.unit_id
 
-        def call(c: Any) -> Awaitable[ModbusPDU]:
+        def call(c: ModbusClient) -> Awaitable[ModbusPDU]:
             reader = c.read_input_registers if fc == 4 else c.read_holding_registers
-            return reader(address, count=count, device_id=unit)  # type: ignore[no-any-return]
+            return reader(address, count=count, device_id=unit)
 
         def check(r: ModbusPDU) -> list[int]:
             if len(r.registers) != count:
@@ -218,9 +222,9 @@ class ModbusRequests(Driver):
     async def _read_bits(self, fc: int, count: int, what: str) -> list[bool]:
         unit = self.link.unit_id
 
-        def call(c: Any) -> Awaitable[ModbusPDU]:
+        def call(c: ModbusClient) -> Awaitable[ModbusPDU]:
             reader = c.read_coils if fc == 1 else c.read_discrete_inputs
-            return reader(0, count=count, device_id=unit)  # type: ignore[no-any-return]
+            return reader(0, count=count, device_id=unit)
 
         def check(r: ModbusPDU) -> list[bool]:
             if len(r.bits) < count:

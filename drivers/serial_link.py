@@ -29,7 +29,7 @@ import errno
 import functools
 import termios
 import time
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import serial
 import serial.threaded
@@ -40,11 +40,14 @@ from drivers.errors import DeviceTimeout, DeviceUnavailable
 from drivers.port_lock import in_use_detail, is_local_port
 from protocols.errors import FrameError
 
+#: the replies a decoder yields (e.g. protocols.gas_analyzer.Reply): what `request` returns
+Reply = TypeVar("Reply")
 
-class ReplyDecoder(Protocol):
+
+class ReplyDecoder(Protocol[Reply]):
     """What `protocols/` decoders offer: bytes in, replies and FrameErrors out."""
 
-    def feed(self, data: bytes) -> list[Any]: ...
+    def feed(self, data: bytes) -> list[Reply | FrameError]: ...
 
 
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
@@ -268,7 +271,7 @@ class SerialLink:
         if self._transport is not None:
             self._transport.abort()
 
-    async def request(self, data: bytes, decoder: ReplyDecoder, timeout_s: float, *, expected: str) -> Any:
+    async def request(self, data: bytes, decoder: ReplyDecoder[Reply], timeout_s: float, *, expected: str) -> Reply:
         """Send `data` and return the first reply `decoder` yields within `timeout_s`.
 
         Bad frames on the way are counted and skipped (the decoder resynchronises);
