@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from drivers.base import Driver
+from drivers.base import DeviceHealth, Driver
 from laned import __version__
 from laned.config import LaneConfig, require_standard_timings
 from laned.devices import LiveSender, build_driver
@@ -148,7 +148,7 @@ class Lane:
         if self.online:
             self.mqtt.set_status(self.status_document())
 
-    def _on_health(self, device: str, health: Any) -> None:
+    def _on_health(self, device: str, health: DeviceHealth) -> None:
         self.publish_status()
 
     def status_line(self) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 import aiomqtt
 import structlog
 
+from laned.config import LaneConfig
 from laned.lane_lock import LockOwner
 from laned.mqtt import Topics
 from laned.procedures.emissions_items import settings_from
@@ -41,7 +42,7 @@ CHECKS_TIME_S = 600.0
 EXIT_NOT_RUN = 3
 
 
-def _client_kwargs(config: Any, identifier: str) -> dict[str, Any]:
+def _client_kwargs(config: LaneConfig, identifier: str) -> dict[str, Any]:
     """The lane's broker, credentials and TLS as `laned run` uses them, under another client id, no will."""
     mqtt = config.mqtt
     kwargs: dict[str, Any] = {
@@ -74,7 +75,7 @@ def _outcome(data: dict[str, Any]) -> int:
 
 
 async def run_through_daemon(
-    config: Any,
+    config: LaneConfig,
     owner: LockOwner,
     checks: Iterable[str],
     *,

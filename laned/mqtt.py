@@ -22,7 +22,7 @@ import aiomqtt
 import structlog
 
 from laned.config import LaneConfig
-from laned.outbox import Outbox
+from laned.outbox import Outbox, Pending
 
 log = structlog.get_logger("laned.mqtt")
 
@@ -389,7 +389,7 @@ class MqttLink:
                     await self._outbox_wakeup.wait()
                 continue
 
-            async def send(item: Any) -> None:
+            async def send(item: Pending) -> None:
                 await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
 
             sends = [asyncio.ensure_future(send(item)) for item in batch]
