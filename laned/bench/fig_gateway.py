@@ -53,6 +53,11 @@ from laned.bench.lanes import LaneRates, LaneSet, brake_follows_curve
 
 GATEWAY_PACKAGE, GATEWAY_VERSION = "modbus4mqtt", "0.7.1"
 GATEWAY_PREFIX = "bench-gateway"
+#: the second gateway (issue 17): modbus2mqtt, a topic per register, `--always-publish` so that
+#: every poll is a message like laned's and modbus4mqtt's; its readings are counted on one topic
+M2M_PACKAGE, M2M_VERSION = "modbus2mqtt", "0.73"
+M2M_PREFIX = "bench-m2m"
+M2M_COUNTED = f"{M2M_PREFIX}/brake/state/sample_index"
 FLOOR_ROOT = "bench-floor"
 POLL_HZ = 10.0
 #: modbus4mqtt sleeps 50 ms after every block read, then `update_rate`: 0.05 gives about 10 Hz
@@ -100,6 +105,46 @@ def ensure_gateway_venv(venv: Path) -> tuple[Path | None, str]:
     return executable, "installed"
 
 
+def m2m_venv(gateway_venv: Path) -> Path:
+    return gateway_venv.with_name(".venv-bench-modbus2mqtt")
+
+
+def ensure_m2m_venv(venv: Path) -> tuple[Path | None, str]:
+    """modbus2mqtt in its own venv, with its one-word fix for the pymodbus 3.16 it pulls in: the
+    unit keyword of pymodbus's requests is `device_id=` since 3.10 (`slave=` before), and modbus2mqtt
+    0.73 still passes `slave=`. Its python, or None and why not."""
+    marker = venv / f".installed-{M2M_PACKAGE}-{M2M_VERSION}-patched"
+    python = venv / "bin" / "python"
+    if marker.exists() and python.exists():
+        return python, "cached"
+    try:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+        pip = subprocess.run(
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+             f"{M2M_PACKAGE}=={M2M_VERSION}"], capture_output=True, text=True, timeout=600, check=False)
+        if pip.returncode != 0:
+            return None, f"pip install {M2M_PACKAGE} failed: {(pip.stderr or pip.stdout)[-500:]}"
+        where = subprocess.run([str(python), "-c", "import importlib.util as u; "
+                                "print(u.find_spec('modbus2mqtt.modbus2mqtt').origin)"],
+                               capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"cannot install {M2M_PACKAGE} in {venv}: {exc}"
+    source = Path(where)
+    source.write_text(source.read_text().replace("slave=", "device_id="))
+    marker.write_text(M2M_VERSION + "\n")
+    return python, "installed"
+
+
+def m2m_config() -> str:
+    """modbus2mqtt's CSV: one poller of input registers 0..15 every 0.1 s, a topic per field."""
+    kinds = {"int32": "int32BE", "uint16": "uint16"}
+    rows = ["type,topic,col2,col3,col4,col5,col6", f"poller,brake,1,0,16,input_register,{1 / POLL_HZ}"]
+    rows += [f"reference,{name},{address},r,{kinds[kind]},{scale if scale != 1 else ''},"
+             for name, address, kind, scale in REGISTERS]
+    return "\n".join(rows) + "\n"
+
+
 def _versions(executable: Path) -> str:
     """The pymodbus and paho-mqtt the gateway's venv really holds."""
     code = "import importlib.metadata as m; print(m.version('pymodbus'), m.version('paho-mqtt'))"
@@ -142,13 +187,17 @@ def _gateway_argv(executable: Path | None, how: str, versions: str, workdir: Pat
 async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) -> dict[str, Any]:
     executable, how = await asyncio.to_thread(ensure_gateway_venv, params.venv)
     versions = await asyncio.to_thread(_versions, executable) if executable is not None else ""
-    out: dict[str, Any] = {}
+    m2m_python, m2m_how = await asyncio.to_thread(ensure_m2m_venv, m2m_venv(params.venv))
+    out: dict[str, Any] = {"gateway2_name": (
+        f"{M2M_PACKAGE} {M2M_VERSION} ({_versions(m2m_python.parent / M2M_PACKAGE)}; own venv, {m2m_how}, "
+        "slave= -> device_id=)" if m2m_python is not None else f"{M2M_PACKAGE} not measured: {m2m_how}")}
     for curve in (False, True):
         # the snapshot alone (like for like), then the curve (laned's default live path)
         rates = LaneRates(brake_tester_hz=POLL_HZ, brake_follow_curve=curve)
         lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=rates, prefix="C" if curve else "G")
         gateway: Child | None = None
         floor: Child | None = None
+        m2m: Child | None = None
         prefix = f"{GATEWAY_PREFIX}-curve" if curve else GATEWAY_PREFIX
         try:
             await lanes.start()
@@ -165,21 +214,30 @@ async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) 
                                                      str(lane.brake_port), "--broker", f"{broker.host}:{broker.port}",
                                                      "--root", FLOOR_ROOT), workdir / "floor.log")
                 await floor.start()
+                if m2m_python is not None:
+                    config = workdir / "modbus2mqtt.csv"
+                    config.write_text(m2m_config())
+                    m2m = Child(M2M_PREFIX, [
+                        str(m2m_python), "-m", M2M_PACKAGE, "--mqtt-host", broker.host, "--mqtt-port",
+                        str(broker.port), "--mqtt-topic", f"{M2M_PREFIX}/", "--tcp", "127.0.0.1", "--tcp-port",
+                        str(lane.brake_port), "--config", str(config), "--always-publish", "--verbosity", "1"],
+                        workdir / f"{M2M_PREFIX}.log")
+                    await m2m.start()
                 out |= await _side_by_side(lane.origins["brake-tester"], lanes, gateway, floor, broker, lane.root,
-                                           prefix, params)
+                                           prefix, params, m2m)
                 out |= {"gateway_name": name, "gateway_laned_follows_curve": brake_follows_curve(rates)}
         finally:
-            for child in (floor, gateway):
+            for child in (m2m, floor, gateway):
                 if child is not None:
                     await child.stop()
             await lanes.stop()
     return out
 
 
-async def _wait_for_gateway(gateway: Child, counts: dict[str, int]) -> None:
+async def _wait_for_gateway(gateway: Child, counts: dict[str, int], who: str = "gateway") -> None:
     """Until the gateway publishes (it retries its Modbus connection at first), then a second more."""
     deadline = time.monotonic() + 20
-    while counts["gateway"] < 5:
+    while counts[who] < 5:
         if not gateway.running or time.monotonic() > deadline:
             raise RuntimeError(f"the gateway published nothing within 20 s:\n{gateway.log_tail()}")
         await asyncio.sleep(0.1)
@@ -187,27 +245,36 @@ async def _wait_for_gateway(gateway: Child, counts: dict[str, int]) -> None:
 
 
 async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, floor: Child, broker: Broker,
-                        root: str, prefix: str, params: GatewayParams) -> dict[str, Any]:
-    counts = {"laned": 0, "gateway": 0, "floor": 0}
-    latencies: dict[str, list[float]] = {"laned": [], "gateway": [], "floor": []}
+                        root: str, prefix: str, params: GatewayParams, m2m: Child | None = None) -> dict[str, Any]:
+    whos = ["laned", "gateway", "floor"] + (["m2m"] if m2m is not None else [])
+    counts = dict.fromkeys(whos, 0)
+    latencies: dict[str, list[float]] = {who: [] for who in whos}
 
     def on_message(arrived: float, topic: str, payload: bytes) -> None:
-        who = "gateway" if topic.startswith(prefix) else "floor" if topic.startswith(FLOOR_ROOT) else "laned"
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            index = json.loads(payload)["sample_index"]
+        if topic == M2M_COUNTED:  # modbus2mqtt: the value alone, on a topic of its own
+            who, text = "m2m", payload.decode(errors="replace")
+        else:
+            who = "gateway" if topic.startswith(prefix) else "floor" if topic.startswith(FLOOR_ROOT) else "laned"
+            text = ""
+        with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+            index = int(float(text)) if who == "m2m" else json.loads(payload)["sample_index"]
             counts[who] += 1
             latencies[who].append(arrived - measured_at(origin, int(index), arrived))
 
-    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot", f"{FLOOR_ROOT}/live/brake-tester"]
+    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot", f"{FLOOR_ROOT}/live/brake-tester", M2M_COUNTED]
     async with Subscriber(broker.host, broker.port, topics, on_message):
         await _wait_for_gateway(gateway, counts)
-        per_reading: dict[str, list[float]] = {"laned": [], "gateway": [], "floor": []}
-        rates: dict[str, list[float]] = {"laned": [], "gateway": [], "floor": []}
+        if m2m is not None:
+            await _wait_for_gateway(m2m, counts, "m2m")
+        per_reading: dict[str, list[float]] = {who: [] for who in whos}
+        rates: dict[str, list[float]] = {who: [] for who in whos}
         for key in latencies:
             latencies[key].clear()
         for _ in range(params.repeats):
             meters = {"laned": CpuMeter(lanes.daemon_pids[0]), "gateway": CpuMeter(gateway.pid),
                       "floor": CpuMeter(floor.pid)}
+            if m2m is not None:
+                meters["m2m"] = CpuMeter(m2m.pid)
             for meter in meters.values():
                 meter.start()
             before = dict(counts)
@@ -220,7 +287,10 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
     if not floor.running:
         raise RuntimeError(f"the floor exited:\n{floor.log_tail()}")
     out: dict[str, Any] = {}
-    for who, key in (("laned", "gateway_laned"), ("gateway", "gateway"), ("floor", "gateway_floor")):
+    for who, key in (("laned", "gateway_laned"), ("gateway", "gateway"), ("floor", "gateway_floor"),
+                     ("m2m", "gateway2")):
+        if who not in whos:
+            continue
         out[f"{key}_cpu_ms_per_reading"] = rounded((median(per_reading[who]) or 0.0) * 1000, 3)
         out[f"{key}_readings_per_s"] = rounded(median(rates[who]), 1)
         out[f"{key}_latency_p50_ms"] = rounded((percentile(latencies[who], 50) or 0.0) * 1000, 2)
@@ -229,6 +299,8 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
     laned_cpu, floor_cpu = out["gateway_laned_cpu_ms_per_reading"], out["gateway_floor_cpu_ms_per_reading"]
     out["gateway_cpu_ratio"] = rounded(laned_cpu / gateway_cpu, 3) if gateway_cpu else None
     out["gateway_floor_cpu_ratio"] = rounded(floor_cpu / gateway_cpu, 3) if gateway_cpu else None
+    m2m_cpu = out.get("gateway2_cpu_ms_per_reading")
+    out["gateway2_cpu_ratio"] = rounded(laned_cpu / m2m_cpu, 3) if m2m_cpu else None
     return out
 
 

@@ -49,6 +49,8 @@ from laned.bench.lanes import STATION, TOPIC_PREFIX, BenchLane, LaneRates, LaneS
 
 #: the field of each device's live message that counts its simulator's ticks
 COUNTER_FIELD = {"gas-analyzer": "seq", "opacimeter": "seq", "brake-tester": "sample_index"}
+#: SEQ and the ring's SAMPLE_INDEX are both 16-bit counts
+COUNTER_MODULUS = 65536
 RESULT_VEHICLE = "gasoline-car"
 
 
@@ -71,10 +73,16 @@ class LiveTimer:
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self._seen: set[tuple[str, str, int]] = set()
         self.negative = 0
+        self.coverage = Coverage()
+        self.batch_sizes: dict[str, list[int]] = defaultdict(list)
+        self.after_read_s: dict[str, list[float]] = defaultdict(list)
 
     def reset(self) -> None:
         self.latencies_s.clear()
         self.counts.clear()
+        self.coverage = Coverage()
+        self.batch_sizes.clear()
+        self.after_read_s.clear()
 
     def on_message(self, arrived: float, topic: str, payload: bytes) -> None:
         parts = topic.split("/")  # laned/v1/STATION/LANE/live/DEVICE
@@ -82,7 +90,13 @@ class LiveTimer:
         self.counts[(lane, device)] += 1
         if not self.timed:
             return
-        counter = json.loads(payload).get(COUNTER_FIELD.get(device, ""))
+        document = json.loads(payload)
+        lane_time = document.get("lane_time")
+        if isinstance(lane_time, (int, float)):  # the reply read off the line -> here: laned's own part
+            self.after_read_s[device].append(time.time() - lane_time)
+        self.coverage.add(lane, device, document)
+        self.batch_sizes[device].append(len(document.get("readings") or [document]))
+        counter = document.get(COUNTER_FIELD.get(device, ""))
         origin = self.origins.get(lane, {}).get(device)
         if counter is None or origin is None or (lane, device, counter) in self._seen:
             return  # a measurement read twice counts once, at its first arrival
@@ -91,6 +105,49 @@ class LiveTimer:
         if latency < 0:
             self.negative += 1
         self.latencies_s[device].append(latency)
+
+
+class Coverage:
+    """Whether every update of each device reached the subscriber exactly once: the analyzer's and
+    the opacimeter's SEQ of every reading a message carries (`readings`), the brake tester's ring
+    index of every curve sample (`first_sample_index` on), each unwrapped to a count that only grows.
+    Coverage is the distinct counts seen over the span from the first to the last; a count seen
+    twice is a duplicate (the same update read or sent twice)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], list[int]] = defaultdict(list)
+
+    def add(self, lane: str, device: str, document: dict[str, Any]) -> None:
+        if device == "brake-tester":
+            first, left = document.get("first_sample_index"), document.get("left_force_dan") or []
+            counters = [] if first is None else [(int(first) + k) % COUNTER_MODULUS for k in range(len(left))]
+        else:
+            counters = [int(r["seq"]) for r in document.get("readings", [document]) if r.get("seq") is not None]
+        seen = self.seen[(lane, device)]
+        for counter in counters:
+            if seen:  # unwrap against the last count: a step back of more than half the modulus is a wrap
+                step = (counter - seen[-1]) % COUNTER_MODULUS
+                seen.append(seen[-1] + (step if step < COUNTER_MODULUS // 2 else step - COUNTER_MODULUS))
+            else:
+                seen.append(counter)
+
+    def figures(self) -> dict[str, Any]:
+        """Per device (the median over lanes has one lane here): coverage and duplicates."""
+        out: dict[str, Any] = {}
+        ratios: list[float] = []
+        for (_lane, device), seen in sorted(self.seen.items()):
+            if not seen:
+                continue
+            distinct = len(set(seen))
+            ratio = distinct / (max(seen) - min(seen) + 1)
+            key = device.replace("-", "_")
+            out[f"live_coverage_{key}"] = rounded(ratio, 4)
+            out[f"live_duplicates_{key}"] = len(seen) - distinct
+            out[f"live_updates_{key}"] = distinct
+            ratios.append(ratio)
+        out["live_coverage"] = rounded(min(ratios), 4) if ratios else None
+        out["live_duplicates"] = sum(v for k, v in out.items() if k.startswith("live_duplicates_"))
+        return out
 
 
 async def measure_lanes(workdir: Path, broker: Broker, params: LaneParams) -> dict[str, Any]:
@@ -196,6 +253,14 @@ def _latency_figures(timer: LiveTimer) -> dict[str, Any]:
         key = device.replace("-", "_")
         out[f"latency_live_{key}_p50_ms"] = rounded(_ms(percentile(values, 50)), 2)
         out[f"latency_live_{key}_p99_ms"] = rounded(_ms(percentile(values, 99)), 2)
+        out[f"latency_live_{key}_max_ms"] = rounded(_ms(max(values)), 2)
+    for device, values in sorted(timer.after_read_s.items()):
+        key = device.replace("-", "_")
+        out[f"latency_live_{key}_after_read_p50_ms"] = rounded(_ms(percentile(values, 50)), 2)
+        out[f"latency_live_{key}_after_read_p99_ms"] = rounded(_ms(percentile(values, 99)), 2)
+    for device, sizes in sorted(timer.batch_sizes.items()):  # readings a message carries (live_hz)
+        out[f"live_readings_per_message_{device.replace('-', '_')}"] = rounded(sum(sizes) / len(sizes), 2)
+    out.update(timer.coverage.figures())
     if timer.negative:
         out["latency_live_negative"] = timer.negative  # would mean a clock or origin error
     return out

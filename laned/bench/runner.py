@@ -33,14 +33,29 @@ FIGURE_KEYS: dict[str, tuple[str, ...]] = {
                "curve_tcp_bus_left_fraction"),
     "lanes": ("latency_live_p50_ms", "latency_live_p99_ms", "latency_result_p50_ms", "latency_result_p99_ms",
               "cpu_lane_s_per_min", "cpu_lane_pct_core", "rss_lane_peak_mb", "cpu_floor_pct_core",
-              "cpu_lane_over_floor"),
+              "cpu_lane_over_floor", "live_coverage", "live_duplicates", "latency_live_brake_tester_p99_ms",
+              "latency_live_brake_tester_after_read_p99_ms"),
     "outbox": ("outbox_results_per_s", "outbox_drain_10k_s", "outbox_latency_p50_ms", "outbox_latency_p99_ms"),
     "gateway": ("gateway_cpu_ms_per_reading", "gateway_laned_cpu_ms_per_reading", "gateway_cpu_ratio",
                 "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
                 "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
                 "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio",
-                "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio"),
+                "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio", "gateway2_cpu_ms_per_reading",
+                "gateway2_cpu_ratio"),
 }
+
+#: issue 17's goals, each a ratio or a share measured in one run: (key, label, target, check)
+GOALS: list[tuple[str, str, str, Callable[[Any], bool]]] = [
+    ("cpu_lane_over_floor", "one lane / the floor lane (CPU)", "≤ 2.5", lambda v: v <= 2.5),
+    ("gateway_cpu_ratio", "laned / modbus4mqtt, CPU per snapshot reading", "≤ 0.7", lambda v: v <= 0.7),
+    ("gateway2_cpu_ratio", "laned / modbus2mqtt, CPU per snapshot reading", "≤ 0.5", lambda v: v <= 0.5),
+    ("live_coverage", "device updates read once at the subscriber (daemon)", "= 1.0", lambda v: v == 1.0),
+    ("live_duplicates", "  updates seen twice", "= 0", lambda v: v == 0),
+    ("latency_live_brake_tester_after_read_p99_ms", "brake tester live p99, reply read -> subscriber (ms)", "≤ 10",
+     lambda v: v <= 10),
+    ("latency_live_brake_tester_p99_ms", "  … from the sample's making (ring wait + line)", "", lambda v: True),
+    ("lossless_ratio", "lossless curves", "= 1.0", lambda v: v == 1.0),
+]
 
 
 @dataclass(frozen=True)
@@ -188,7 +203,9 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], bool] | None]] = [
     ("5 outbox enqueue -> subscriber p50", "outbox_latency_p50_ms", "ms", "", None),
     ("6 laned CPU per reading", "gateway_laned_cpu_ms_per_reading", "ms", "", None),
     ("6 gateway CPU per reading", "gateway_cpu_ms_per_reading", "ms", "", None),
-    ("6 laned / gateway CPU per reading", "gateway_cpu_ratio", "", "≤ 0.5", lambda v: v <= 0.5),
+    ("6 laned / gateway CPU per reading", "gateway_cpu_ratio", "", "≤ 0.7", lambda v: v <= 0.7),
+    ("6 modbus2mqtt CPU per reading", "gateway2_cpu_ms_per_reading", "ms", "", None),
+    ("6 laned / modbus2mqtt CPU per reading", "gateway2_cpu_ratio", "", "≤ 0.5", lambda v: v <= 0.5),
     ("  floor (same job, least Python) / gateway", "gateway_floor_cpu_ratio", "", "", None),
     ("6 laned reading -> subscriber p50", "gateway_laned_latency_p50_ms", "ms", "", None),
     ("6 gateway reading -> subscriber p50", "gateway_latency_p50_ms", "ms", "", None),
@@ -224,6 +241,8 @@ def render_table(document: dict[str, Any]) -> str:
         lines.append(f"{f'4 N = {count} lanes: CPU per lane / peak RSS':44} {cpu!s:>9} / {rss!s:>6} {'%, MB':7}")
     if document.get("gateway_name"):
         lines.append(f"gateway: {document['gateway_name']}")
+    if document.get("gateway2_name"):
+        lines.append(f"gateway 2: {document['gateway2_name']}")
         if document.get("gateway_laned_follows_curve"):
             lines.append("6 laned there also follows the 100 Hz curve (2 requests a poll, ~10 samples a message): "
                          "not like for like with the gateway")
@@ -231,6 +250,11 @@ def render_table(document: dict[str, Any]) -> str:
     lines.append(f"machine: {machine.get('cores')} cores, {machine.get('cpu_model')}, Python {machine.get('python')}, "
                  f"broker {document.get('broker')}; {document.get('mode')} run, median of {document.get('repeats')} "
                  f"windows, {document.get('duration_s')} s")
+    lines += ["", "goals (issue 17), measured in this run:"]
+    for key, label, target, check in GOALS:
+        value = document.get(key)
+        verdict = "" if value is None or not target else ("met" if check(value) else "NOT met")
+        lines.append(f"  {key:44} {label:52} {'—' if value is None else value!s:>8} {target:6} {verdict}")
     for failure in document.get("failures", []):
         lines.append(f"FAILED {failure}")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """`laned bench --quick` end to end: real simulators, a real broker, real daemons, one JSON file.
 
 The figures' values depend on the machine; this pins that the command finishes, exits 0 and
-writes every figure under the key the issue names. The comparison with modbus4mqtt needs
-its own venv (a PyPI install), so the test skips it; its keys are still there, as null.
+writes every figure under the key the issue names, and prints issue 17's goals. The comparison
+with modbus4mqtt and modbus2mqtt needs their own venvs (PyPI installs), so the test skips it;
+its keys are still there, as null.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ FIGURE_KEYS = [
     "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
     "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio",
     "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio",
+    # issue 17: the ratios and shares of its goals, measured in the same run
+    "live_coverage", "live_duplicates", "latency_live_brake_tester_p99_ms",
+    "latency_live_brake_tester_after_read_p99_ms", "gateway2_cpu_ms_per_reading", "gateway2_cpu_ratio",
 ]
-MEASURED_HERE = [key for key in FIGURE_KEYS if not key.startswith("gateway_")]
+MEASURED_HERE = [key for key in FIGURE_KEYS if not key.startswith("gateway")]
 
 
 def test_quick_bench_exits_0_and_writes_every_figure_key(tmp_path: Path) -> None:
@@ -49,3 +53,11 @@ def test_quick_bench_exits_0_and_writes_every_figure_key(tmp_path: Path) -> None
     assert figures["failures"] == []
     assert [key for key in MEASURED_HERE if figures[key] is None] == []  # everything but the gateway measured
     assert "serial efficiency" in run.stdout and "drain 10,000" in run.stdout  # and the table is printed
+    # the goals of issue 17, each printed under its JSON key
+    goals = run.stdout.split("goals (issue 17)", 1)[1]
+    for key in ("cpu_lane_over_floor", "gateway_cpu_ratio", "gateway2_cpu_ratio", "live_coverage",
+                "latency_live_brake_tester_after_read_p99_ms", "lossless_ratio"):
+        assert key in goals
+    # the brake tester's ring samples reach the subscriber through the daemon each exactly once
+    assert figures["live_coverage_brake_tester"] == 1.0
+    assert figures["live_duplicates_brake_tester"] == 0
