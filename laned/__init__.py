@@ -1,3 +1,3 @@
 """laned — the lane controller daemon for motor-vehicle inspection stations."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -44,7 +44,7 @@ from laned.private_files import private_dir
 log = structlog.get_logger("laned")
 
 Handler = Callable[[str, bytes], Awaitable[None]]
-STATUS_SCHEMA = "lane-status/1"
+STATUS_SCHEMA = "lane-status/2"
 
 
 class Lane:

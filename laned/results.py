@@ -20,7 +20,7 @@ from laned.procedures import utc_now
 from laned.procedures.emissions_items import FA_CODE, TSI_CODE
 from laned.signing import load_signer
 from laned.signing import verify as verify  # the station's check, next to what it checks
-from protocols.results import EmissionsResult, SafetyResult
+from protocols.results import RESULT_SCHEMAS, EmissionsResult, SafetyResult
 
 if TYPE_CHECKING:
     from laned.config import LaneIdentity
@@ -221,7 +221,7 @@ def build_results(record: InspectionRecord, identity: LaneIdentity) -> dict[str,
                 devices.update(outcome.devices)
         items.extend(_not_completed_items(record, platform))
         document: dict[str, Any] = {
-            "schema": f"result-{platform}/1",
+            "schema": RESULT_SCHEMAS[platform],
             "result_id": str(
                 uuid.uuid5(
                     RESULT_NAMESPACE,

@@ -125,11 +125,15 @@ class _Result(_Model):
     signature: Signature
 
 
+#: the `schema` of each platform's result (version 2 since laned 0.2: docs/mqtt-api.md)
+RESULT_SCHEMAS = {"safety": "result-safety/2", "emissions": "result-emissions/2"}
+
+
 class SafetyResult(_Result):
-    schema_: Literal["result-safety/1"] = Field("result-safety/1", alias="schema")
+    schema_: Literal["result-safety/2"] = Field("result-safety/2", alias="schema")
 
 
 class EmissionsResult(_Result):
-    schema_: Literal["result-emissions/1"] = Field("result-emissions/1", alias="schema")
+    schema_: Literal["result-emissions/2"] = Field("result-emissions/2", alias="schema")
     method: str | None = Field(None, description="two_speed_idle, free_acceleration, or null")
     obd: dict[str, Any] | None = None

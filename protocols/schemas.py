@@ -107,15 +107,15 @@ class SchemaEntry:
 
 
 _ENTRIES = (
-    SchemaEntry("lane-status/1", LaneStatus, "from_lane", "status"),
+    SchemaEntry("lane-status/2", LaneStatus, "from_lane", "status"),
     SchemaEntry("lane-cmd-start/1", StartCommand, "to_lane", "cmd/start", max_payload_bytes=MAX_COMMAND_BYTES),
     SchemaEntry("lane-cmd-abort/1", AbortCommand, "to_lane", "cmd/abort", max_payload_bytes=MAX_COMMAND_BYTES),
     SchemaEntry("lane-cmd-daily-check/1", DailyCheckCommand, "to_lane", "cmd/daily-check",
                 max_payload_bytes=MAX_COMMAND_BYTES),
     SchemaEntry("lane-reply/1", Reply, "from_lane", "reply/{request_id}"),
     SchemaEntry("lane-event/1", Event, "from_lane", "event"),
-    SchemaEntry("result-safety/1", SafetyResult, "from_lane", "result/safety"),
-    SchemaEntry("result-emissions/1", EmissionsResult, "from_lane", "result/emissions"),
+    SchemaEntry("result-safety/2", SafetyResult, "from_lane", "result/safety"),
+    SchemaEntry("result-emissions/2", EmissionsResult, "from_lane", "result/emissions"),
     SchemaEntry("pda-capture/1", CaptureDocument, "to_lane", "pda/capture", max_payload_bytes=MAX_CAPTURE_BYTES),
     SchemaEntry("pda-ack/1", PdaAck, "from_lane", "pda/ack/{capture_id}", every_field_sent=False),
     SchemaEntry("live-*/1", LiveReading, "from_lane", "live/{device}", every_field_sent=False),

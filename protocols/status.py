@@ -1,8 +1,8 @@
-"""The lane's retained status document on `…/status` ("lane-status/1"), as a model.
+"""The lane's retained status document on `…/status` ("lane-status/2"), as a model.
 
 The daemon builds the document as a plain dict (`laned.daemon.Lane.status_document()`);
 this model describes exactly that dict, field for field, so that the JSON Schema
-shipped to station integrators (`docs/schemas/lane-status.v1.json`) says what a
+shipped to station integrators (`docs/schemas/lane-status.v2.json`) says what a
 station really receives, and a test can hold the two together. Unknown fields are
 refused: a field the daemon adds must be added here (and to the schema) first.
 
@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STATUS_SCHEMA = "lane-status/1"
+STATUS_SCHEMA = "lane-status/2"
 
 DeviceState = Literal["connecting", "connected", "degraded", "disconnected", "stopped"]
 
@@ -105,7 +105,7 @@ class OutboxStatus(_Strict):
 class LaneStatus(_Strict):
     """`…/status`, retained, QoS 1: the lane at a glance. Also the lane's will (state offline)."""
 
-    schema_: Literal["lane-status/1"] = Field(alias="schema")
+    schema_: Literal["lane-status/2"] = Field(alias="schema")
     station: str = Field(description="station code, as in the topic")
     lane: str = Field(description="lane code, as in the topic")
     state: Literal["online", "offline"] = Field(

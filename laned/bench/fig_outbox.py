@@ -38,7 +38,7 @@ class OutboxParams:
 def result_payload(seq: int, size: int) -> dict[str, Any]:
     """A result-shaped document padded to about `size` bytes of JSON."""
     document: dict[str, Any] = {
-        "schema": "result-safety/1", "result_id": f"bench-{seq:08d}", "inspection_no": f"BENCH{seq:010d}",
+        "schema": "result-safety/2", "result_id": f"bench-{seq:08d}", "inspection_no": f"BENCH{seq:010d}",
         "verdict": "pass", "items": [{"code": "B1", "item": "brake_axle_1", "verdict": "pass",
                                       "values": {"brake_rate_pct": 68.4, "imbalance_pct": 4.1}}],
         "sent_at": time.time(), "process_data": "",
@@ -55,7 +55,7 @@ class _Link:
                                "mqtt": {"host": broker.host, "port": broker.port, "reconnect_initial_s": 0.05,
                                         "reconnect_max_s": 0.2}}, "bench", environ={})
         self.outbox = Outbox(workdir / "outbox.sqlite3", max_messages=10 * DRAIN_MESSAGES)
-        self.link = MqttLink(config, self.outbox, offline_status=lambda: {"schema": "lane-status/1",
+        self.link = MqttLink(config, self.outbox, offline_status=lambda: {"schema": "lane-status/2",
                                                                           "state": "offline"})
         self.topic = self.link.topics.result("safety")
         self._task: asyncio.Task[None] | None = None

@@ -60,7 +60,7 @@ async def test_one_capture_becomes_two_complete_signed_results(tmp_path: Path, b
     finally:
         await stop_lane(lane, task)
 
-    assert safety["schema"] == "result-safety/1" and emissions["schema"] == "result-emissions/1"
+    assert safety["schema"] == "result-safety/2" and emissions["schema"] == "result-emissions/2"
     assert safety["result_id"] != emissions["result_id"]
     for result in (safety, emissions):
         assert result["inspection_no"] == "370100202611280001"

@@ -25,7 +25,7 @@ async def test_status_is_retained_online_then_offline_on_a_clean_stop(tmp_path: 
     task = asyncio.create_task(lane.run())
     async with subscriber(broker.host, broker.port, f"{ROOT_TOPIC}/status") as station:
         online = await station.wait_status("online")
-        assert online["schema"] == "lane-status/1"
+        assert online["schema"] == "lane-status/2"
         assert online["station"] == "370100" and online["lane"] == "T1"
         assert online["outbox"]["depth"] == 0
         lane.request_stop()

@@ -47,18 +47,18 @@ FORMATS.checks("date-time")(lambda value: not isinstance(value, str) or RFC3339.
 
 # which shipped file describes a `schema` value, and on which topic (under the lane's root) it may come
 FILES = {
-    "lane-status/1": ("lane-status.v1.json", r"status"),
+    "lane-status/2": ("lane-status.v2.json", r"status"),
     "lane-cmd-start/1": ("lane-cmd-start.v1.json", r"cmd/start"),
     "lane-cmd-abort/1": ("lane-cmd-abort.v1.json", r"cmd/abort"),
     "lane-cmd-daily-check/1": ("lane-cmd-daily-check.v1.json", r"cmd/daily-check"),
     "lane-reply/1": ("lane-reply.v1.json", r"reply/[A-Za-z0-9_.:-]+"),
     "lane-event/1": ("lane-event.v1.json", r"event"),
-    "result-safety/1": ("result-safety.v1.json", r"result/safety"),
-    "result-emissions/1": ("result-emissions.v1.json", r"result/emissions"),
+    "result-safety/2": ("result-safety.v2.json", r"result/safety"),
+    "result-emissions/2": ("result-emissions.v2.json", r"result/emissions"),
     "pda-capture/1": ("pda-capture.v1.json", r"pda/capture"),
     "pda-ack/1": ("pda-ack.v1.json", r"pda/ack/[A-Za-z0-9._:-]+"),
 }
-FROM_LANE = {"lane-status/1", "lane-reply/1", "lane-event/1", "result-safety/1", "result-emissions/1", "pda-ack/1"}
+FROM_LANE = {"lane-status/2", "lane-reply/1", "lane-event/1", "result-safety/2", "result-emissions/2", "pda-ack/1"}
 
 
 def validator(filename: str) -> Draft202012Validator:
@@ -173,8 +173,8 @@ async def test_each_topic_carries_the_kind_of_message_its_contract_names(run: Ru
 
 
 async def test_the_run_shows_every_kind_of_message_in_each_of_its_forms(run: Run) -> None:
-    assert {doc["state"] for doc in run.of("lane-status/1")} == {"online", "offline"}
-    assert any(doc["inspection"] is not None for doc in run.of("lane-status/1"))
+    assert {doc["state"] for doc in run.of("lane-status/2")} == {"online", "offline"}
+    assert any(doc["inspection"] is not None for doc in run.of("lane-status/2"))
     replies = {doc["request_id"]: doc for doc in run.of("lane-reply/1")}
     assert {rid: r["accepted"] for rid, r in replies.items()} == {
         "s-1": True, "s-2": False, "d-1": False, "bad-1": False, "s-3": True, "a-1": False, "a-2": True,
@@ -185,7 +185,7 @@ async def test_the_run_shows_every_kind_of_message_in_each_of_its_forms(run: Run
     }
     acks = run.of("pda-ack/1")
     assert [(a["accepted"], a.get("complete", False)) for a in acks] == [(False, False), (True, False), (True, True)]
-    safety, emissions = run.of("result-safety/1"), run.of("result-emissions/1")
+    safety, emissions = run.of("result-safety/2"), run.of("result-emissions/2")
     assert [r["verdict"] for r in safety] == ["pass", "incomplete"]
     assert [r["verdict"] for r in emissions] == ["pass", "incomplete"]
     assert emissions[1]["aborted"] == "owner left"

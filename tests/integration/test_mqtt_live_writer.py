@@ -33,7 +33,7 @@ async def mqtt_link(tmp_path: Path, broker: Any, **mqtt: Any) -> AsyncIterator[M
     config = parse_config({"lane": {"station": "370100", "lane": "W1", "state_dir": str(tmp_path)},
                            "mqtt": {"host": broker.host, "port": broker.port, **mqtt}}, "test", environ={})
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    link = MqttLink(config, outbox, offline_status=lambda: {"schema": "lane-status/1", "state": "offline"})
+    link = MqttLink(config, outbox, offline_status=lambda: {"schema": "lane-status/2", "state": "offline"})
     running = asyncio.create_task(link.run())
     try:
         yield link

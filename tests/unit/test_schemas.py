@@ -32,14 +32,14 @@ SHA = "5f3c0a1b" * 8  # 64 hex digits
 
 # every message kind the contract names (brief and shared/spec/README.md), with its file
 CONTRACT = {
-    "lane-status/1": "lane-status.v1.json",
+    "lane-status/2": "lane-status.v2.json",
     "lane-cmd-start/1": "lane-cmd-start.v1.json",
     "lane-cmd-abort/1": "lane-cmd-abort.v1.json",
     "lane-cmd-daily-check/1": "lane-cmd-daily-check.v1.json",
     "lane-reply/1": "lane-reply.v1.json",
     "lane-event/1": "lane-event.v1.json",
-    "result-safety/1": "result-safety.v1.json",
-    "result-emissions/1": "result-emissions.v1.json",
+    "result-safety/2": "result-safety.v2.json",
+    "result-emissions/2": "result-emissions.v2.json",
     "pda-capture/1": "pda-capture.v1.json",
     "pda-ack/1": "pda-ack.v1.json",
     "live-*/1": "live.v1.json",
@@ -124,7 +124,7 @@ async def test_the_status_a_lane_builds_matches_the_status_model_and_schema(tmp_
         for online in (True, False):
             document = json.loads(json.dumps(lane.status_document(online=online)))  # as it goes on the wire
             LaneStatus.model_validate(document)
-            assert errors("lane-status.v1.json", document) == []
+            assert errors("lane-status.v2.json", document) == []
         assert document["state"] == "offline"
         assert document["devices"]["gas-analyzer"]["state"] == "disconnected"  # never started
         assert document["inspection"]["inspection_no"] == "370100202611010042"
@@ -134,14 +134,14 @@ async def test_the_status_a_lane_builds_matches_the_status_model_and_schema(tmp_
 
 def test_a_status_with_a_field_the_contract_does_not_name_is_refused() -> None:
     document = {
-        "schema": "lane-status/1", "station": "370100", "lane": "L1", "state": "online", "version": "0.1.0",
+        "schema": "lane-status/2", "station": "370100", "lane": "L1", "state": "online", "version": "0.1.0",
         "started_at": 1795850949.5, "lane_time": 1795850950.0, "devices": {}, "inspection": None,
         "outbox": {"depth": 0, "oldest_age_s": None, "max_messages": 100000, "over_limit": False},
         "daily_checks": None, "broker": "127.0.0.1:1883",
     }
-    assert errors("lane-status.v1.json", document) == []
+    assert errors("lane-status.v2.json", document) == []
     with_extra = {**document, "temperature_c": 41.0}
-    assert errors("lane-status.v1.json", with_extra) == [
+    assert errors("lane-status.v2.json", with_extra) == [
         "$: Additional properties are not allowed ('temperature_c' was unexpected)"
     ]
     with pytest.raises(ValidationError):
@@ -234,10 +234,10 @@ def test_results_always_carry_the_envelope_but_items_promise_only_code_item_verd
     envelope = ["schema", "result_id", "inspection_no", "station", "lane", "clocks", "vehicle", "verdict",
                 "items", "photos", "devices", "not_completed", "aborted", "inspector", "simulation",
                 "procedure_timings", "platform_record", "signature"]
-    assert required("result-safety.v1.json") == envelope
-    assert required("result-emissions.v1.json") == [*envelope, "method", "obd"]
-    assert required("result-safety.v1.json", "$defs", "ResultItem") == ["code", "item", "verdict"]
-    assert required("result-safety.v1.json", "$defs", "Signature") == ["algorithm", "key_id", "value"]
+    assert required("result-safety.v2.json") == envelope
+    assert required("result-emissions.v2.json") == [*envelope, "method", "obd"]
+    assert required("result-safety.v2.json", "$defs", "ResultItem") == ["code", "item", "verdict"]
+    assert required("result-safety.v2.json", "$defs", "Signature") == ["algorithm", "key_id", "value"]
 
 
 # ----- the PDA ----------------------------------------------------------------------------------
