@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from drivers.errors import DeviceError
+from drivers.errors import DeviceError, DeviceUnavailable
 from laned.procedures import InspectionContext, ProcedureError
 from protocols import dynamometer as dy
 from protocols.ring import INDEX_MODULUS
@@ -60,9 +60,11 @@ class DynoSeconds:
         self.samples = 0
         self._next = 0
         self._agg: dy.PerSecondAggregator | None = None
+        self._reconnects = 0
 
     async def start(self) -> int:
         """Note the sample index now: the first sample of the test's seconds."""
+        self._reconnects = self.dyno.health.reconnects
         snapshot = await self.dyno.snapshot()
         self.t0_s = self.clock.now_s()
         self.i0 = self._next = (snapshot.sample_index + 1) % INDEX_MODULUS
@@ -72,6 +74,7 @@ class DynoSeconds:
     async def poll(self) -> None:
         """Fetch the samples since the last poll; complete seconds go to `pending`."""
         assert self._agg is not None, "start() first"
+        self.check_link()
         samples = await self.dyno.samples_since(self._next)
         if not samples:
             return
@@ -80,6 +83,14 @@ class DynoSeconds:
             self.pending.append(TimedSecond(record, self.t0_s + record.k))
             self.seconds += 1
             self.samples += record.samples
+
+    def check_link(self) -> None:
+        """DeviceUnavailable when the driver lost the dynamometer since `start()`, even if it is back
+        now: the test's seconds and the load it wrote are no longer known to be continuous."""
+        dyno = self.dyno
+        if not dyno.is_connected or dyno.health.reconnects != self._reconnects:
+            raise DeviceUnavailable(dyno.name, f"the connection was lost during the test "
+                                    f"({dyno.health.last_error or dyno.health.state})", port=dyno.port)
 
     @property
     def end_index(self) -> int:
