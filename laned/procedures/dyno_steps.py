@@ -131,7 +131,7 @@ async def ready_rollers(ctx: InspectionContext, dyno: Any, step: str) -> None:
     await dyno.set_fan(True)
     await dyno.set_roller_brake(False)
     await dyno.set_lift(False, wait_s=LIFT_WAIT_S)
-    await dyno.wait_snapshot(lambda s: s.speed_kmh < 0.1, 30.0, what="rollers at rest for the tare")
+    await rollers_stopped(ctx, dyno, STOP_WAIT_S)
     await dyno.tare()
     await dyno.set_pau_enable(False)
     await dyno.set_pau_enable(True)
@@ -148,14 +148,19 @@ async def stop_rollers(ctx: InspectionContext, dyno: Any, step: str, *, prompt_a
                              what=f"speed at or below {BRAKE_BELOW_KMH:g} km/h")
     with contextlib.suppress(DeviceError):  # refused while still too fast: the driver brakes anyway
         await dyno.set_roller_brake(True)
-    deadline = time.monotonic() + STOP_WAIT_S
-    while not (await dyno.inputs()).rollers_stopped:
-        if time.monotonic() > deadline:
-            raise ProcedureError(f"{dyno.name}: the rollers did not stop within {STOP_WAIT_S:g} s",
-                                 step=ctx.current_step)
-        await ctx.sleep(0.1, scaled=False)
+    await rollers_stopped(ctx, dyno, STOP_WAIT_S)
     await dyno.set_lift(True, wait_s=LIFT_WAIT_S)
     ctx.prompt("drive_off_dyno", "drive off the dynamometer (驶离底盘测功机)")
+
+
+async def rollers_stopped(ctx: InspectionContext, dyno: Any, timeout_s: float) -> None:
+    """Wait for ROLLERS_STOPPED (real seconds); ProcedureError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not (await dyno.inputs()).rollers_stopped:
+        if time.monotonic() > deadline:
+            raise ProcedureError(f"{dyno.name}: the rollers did not stop within {timeout_s:g} s",
+                                 step=ctx.current_step)
+        await ctx.sleep(0.1, scaled=False)
 
 
 async def unload(dyno: Any) -> bool:

@@ -36,6 +36,7 @@ from simulators.control import ControlServer, send_control
 from simulators.driver import SimulatedDriver
 from simulators.dynamometer import DynamometerSimulator
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
+from simulators.opacimeter import OpacimeterSimulator, load_meter_settings
 from tests.e2e_helpers import send_command, start_command
 from tests.helpers import Recorder, lane_config_dict, subscriber
 
@@ -109,26 +110,40 @@ def asm_start(inspection_no: str, **extra: Any) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def asm_rig(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, analyzer_model: str = "GA-5"
+async def loaded_rig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, lug_down: bool = False, analyzer_model: str = "GA-5"
 ) -> AsyncIterator[Rig]:
-    ga_control, dyno_control = tmp_path / "ga.ctl", tmp_path / "dyno.ctl"
+    """A lane with the dynamometer and the gas analyzer (and for lug-down the opacimeter), each
+    simulator coupled to the dynamometer's vehicle, and the simulated driver."""
+    ga_control, dyno_control, opa_control = tmp_path / "ga.ctl", tmp_path / "dyno.ctl", tmp_path / "opa.ctl"
+    exhaust = "lug-pass" if lug_down else "asm-pass"
     async with contextlib.AsyncExitStack() as stack:
         broker = await stack.enter_async_context(EmbeddedBroker())
         ga = await stack.enter_async_context(GasAnalyzerSimulator(
-            tmp_path / "ga", config=load_analyzer_config(fast=True, seed=7, model=analyzer_model), vehicle="asm-pass"))
+            tmp_path / "ga", config=load_analyzer_config(fast=True, seed=7, model=analyzer_model), vehicle=exhaust))
         server = ControlServer(ga_control, ga.control)
         await server.start()
         stack.push_async_callback(server.close)
-        dyno = await stack.enter_async_context(DynamometerSimulator(
-            "asm-car", tcp=("127.0.0.1", 0), control=dyno_control, fast=True, tailpipe=[str(ga_control)]))
-        devices = {
+        serial = {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.3}
+        devices: dict[str, Any] = {
             "gas-analyzer": {"kind": "gas_analyzer", "transport": {"type": "serial", "port": str(tmp_path / "ga")},
-                             "reconnect_initial_s": 0.1, "reconnect_max_s": 0.3},
-            "dynamometer": {"kind": "dynamometer", "transport": {"type": "tcp", "host": "127.0.0.1",
-                                                                 "port": dyno.tcp_port},
-                            "reconnect_initial_s": 0.1, "reconnect_max_s": 0.3},
+                             **serial},
         }
+        controls = {"gas-analyzer": ga_control, "dynamometer": dyno_control}
+        tailpipe = [str(ga_control)]
+        if lug_down:
+            await stack.enter_async_context(OpacimeterSimulator(
+                tmp_path / "opa", vehicle=exhaust, settings=load_meter_settings(fast=True), control_path=opa_control,
+                seed=7))
+            devices["opacimeter"] = {"kind": "opacimeter", "transport": {"type": "serial",
+                                                                         "port": str(tmp_path / "opa")}, **serial}
+            controls["opacimeter"] = opa_control
+            tailpipe.append(str(opa_control))
+        dyno = await stack.enter_async_context(DynamometerSimulator(
+            "lug-truck" if lug_down else "asm-car", tcp=("127.0.0.1", 0), control=dyno_control, fast=True,
+            tailpipe=tailpipe, model="CD-1H" if lug_down else None))
+        devices["dynamometer"] = {"kind": "dynamometer", "transport": {"type": "tcp", "host": "127.0.0.1",
+                                                                       "port": dyno.tcp_port}, **serial}
         data = lane_config_dict(tmp_path / "lane", broker, devices)
         data["lane"] |= {"lane": "D1", "signing_key": "test-signing-key"}
         config = parse_config(data, "test", environ={})
@@ -139,14 +154,14 @@ async def asm_rig(
         dynamometer_coast_down_passed(checks, monkeypatch)
         lane = Lane(config, startup_grace_s=5, simulation=True)
         lane_task = asyncio.create_task(lane.run())
-        person = SimulatedDriver({"gas-analyzer": ga_control, "dynamometer": dyno_control})
+        person = SimulatedDriver(controls)
         person_task: asyncio.Task[None] | None = None
         try:
             await asyncio.wait_for(lane.mqtt.wait_connected(), 10)
             person_task = asyncio.create_task(person.run(broker.host, broker.port, lane.topics.root))
             await asyncio.sleep(0.3)
-            await lane.drivers["gas-analyzer"].wait_connected(10)
-            await lane.drivers["dynamometer"].wait_connected(10)
+            for name in devices:
+                await lane.drivers[name].wait_connected(10)
             async with subscriber(broker.host, broker.port, f"{lane.topics.root}/#") as station:
                 yield Rig(lane, station, dyno, dyno_control, ga, broker, lane_task)
         finally:
@@ -166,7 +181,7 @@ def item(result: dict[str, Any], code: str) -> dict[str, Any]:
 async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with asm_rig(tmp_path, monkeypatch) as rig:
+    async with loaded_rig(tmp_path, monkeypatch) as rig:
         _, _, index_before = await rig.dyno_registers()
         reply = await rig.command("start", asm_start("A1"))
         assert reply["accepted"], reply["reasons"]
@@ -208,7 +223,7 @@ async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second
 async def test_a_dynamometer_unplugged_mid_asm_ends_the_item_not_completed_with_the_pau_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with asm_rig(tmp_path, monkeypatch) as rig:
+    async with loaded_rig(tmp_path, monkeypatch) as rig:
         reply = await rig.command("start", asm_start("A2"))
         assert reply["accepted"], reply["reasons"]
         await rig.station.wait_for(lambda m: m.topic.endswith("/event") and m.json()["type"] == "step_finished"
@@ -230,7 +245,7 @@ async def test_a_dynamometer_unplugged_mid_asm_ends_the_item_not_completed_with_
 async def test_starts_the_loaded_methods_cannot_run_are_refused_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with asm_rig(tmp_path, monkeypatch) as rig:
+    async with loaded_rig(tmp_path, monkeypatch) as rig:
         lug = start_command("lug-truck", "L1", request_id="req-L1", exterior=False, emissions="lug_down")
         no_power = await rig.command("start", lug)
         lug["request_id"] = "req-L2"
@@ -245,3 +260,40 @@ async def test_starts_the_loaded_methods_cannot_run_are_refused_with_the_reason(
     assert any("opacimeter" in r for r in ga5["reasons"])  # this lane has none
     assert not wrong_fuel["accepted"]
     assert any("asm is for gasoline vehicles, not diesel" in r for r in wrong_fuel["reasons"])
+
+
+def lug_start(inspection_no: str) -> dict[str, Any]:
+    document = start_command("lug-truck", inspection_no, request_id=f"req-{inspection_no}", exterior=False,
+                             emissions="lug_down")
+    document["vehicle"]["rated_engine_power_kw"] = 140.0
+    return {**document, "limit_overrides": {"emissions": {"lug_down": {"limit_set": "a"}}}}
+
+
+async def test_lug_down_scans_the_power_and_measures_both_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with loaded_rig(tmp_path, monkeypatch, lug_down=True, analyzer_model="GA-5N") as rig:
+        reply = await rig.command("start", lug_start("L9"))
+        assert reply["accepted"], reply["reasons"]
+        result = await rig.result("L9")
+        mode, pau, _ = await rig.dyno_registers()
+        events = rig.events()
+    jz = item(result, "JZJS")
+    assert "values" in jz, jz
+    values = jz["values"]
+    # limit set a: K ≤ 1.2 m⁻¹ at both points, NOx ≤ 1500 ppm at 80 %; power ≥ 40 % of 140 kW
+    assert jz["verdict"] == "pass", (jz["reason"], jz["void_reasons"])
+    assert values["power_pct"] >= 40.0
+    # lug-truck: 140 kW × 0.85 = 119 kW at the wheels at rated speed, 2500 / 35.3 = 70.8 km/h
+    assert 100 <= values["pmax_kw"] <= 125
+    assert 64 <= values["vel_max_hp_kmh"] <= 78
+    assert values["point_100"]["completed"] and values["point_80"]["completed"]
+    assert values["point_80"]["target_kmh"] == pytest.approx(0.8 * values["point_100"]["target_kmh"], abs=0.01)
+    assert values["point_80"]["nox_ppm"] > 0
+    data = jz["process_data"]
+    rows = data["rows"]
+    assert [r["second"] for r in rows] == list(range(len(rows)))
+    assert sum(r["samples"] for r in rows) == data["samples"] == 10 * len(rows)
+    assert (mode, pau) == (0, False)
+    prompts = [e["action"] for e in events if e["type"] == "prompt"]
+    assert prompts.index("lug_full_throttle") < prompts.index("lug_release") < prompts.index("remove_probe")
