@@ -6,7 +6,7 @@ dynamometer simulator's tailpipe coupling sending its engine state to the analyz
 socket, and the simulated driver (simulators/driver.py) acting on the lane's prompts.
 
 The ASM phases are shortened for the simulation ([inspection.asm]: 3 s to stabilise, an 8 s
-phase judged over its last 3 s); the dynamometer's seconds are real seconds. Expected values
+phase judged over its last 3 s, t = 4 … 6); the dynamometer's seconds are real seconds. Expected values
 by hand: asm-car's curb mass 1320 kg gives RM 1420 kg, P5025 = 1420 / 148 = 9.59 kW and
 F5025 = 9.5946 × 3600 / 25 = 1382 N, P2540 = 1420 / 185 = 7.68 kW and F2540 = 7.6757 × 3600 / 40
 = 691 N. The analyzer's exhaust (asm-pass's loaded map) is HC 60 ppm, CO 0.30 %, NO 450 ppm at
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 
 TIME_SCALE = 0.05
 SET_A = {"emissions": {"asm": {"limit_set": "a"}}}
-SHORT_ASM = AsmSettings(stabilise_s=3, response_s=2, fast_window_s=3, phase_s=8, result_window_s=3,
+SHORT_ASM = AsmSettings(stabilise_s=3, response_s=2, fast_window_s=2, phase_s=6, result_window_s=3,
                         moving_average_s=3, max_phase_s=40, fast_pass_5025_ends_test=False)
 
 
