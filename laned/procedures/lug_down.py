@@ -62,6 +62,7 @@ from protocols.ring import HALF_INDEX, INDEX_MODULUS
 
 log = structlog.get_logger("laned.procedures.lug_down")
 
+IDLE_MIN_WINDOW_S = 1.0
 STAGE_SCAN, STAGE_MOVING, STAGE_100, STAGE_80 = 0, 1, 2, 3
 
 
@@ -142,12 +143,15 @@ class LugDownTest:
         ctx = self.ctx
         ctx.step("lug_down.idle", f"idle speed: mean over {self.s.idle_rpm_s} s")
         t0 = self.smoke.now_s()
-        deadline = time.monotonic() + max(ctx.scaled(self.s.idle_rpm_s), 0.5)
+        window_s = max(ctx.scaled(self.s.idle_rpm_s), IDLE_MIN_WINDOW_S)  # real: the meter's own 20 Hz
+        deadline = time.monotonic() + window_s
         while time.monotonic() < deadline:
             self._alive()
             await ctx.sleep(0.05, scaled=False)
-        readings = self.smoke.between(t0, self.smoke.now_s()) or [self.smoke.latest]
-        self.idle_rpm = _mean([float(r.rpm) for r in readings if r is not None and r.rpm])
+        readings = self.smoke.between(t0, self.smoke.now_s())
+        self.idle_rpm = _mean([float(r.rpm) for r in readings if r.rpm > 0])
+        if self.idle_rpm is None:
+            ctx.warn(f"{self.meter.name}: no engine speed at idle; the idle speed is not recorded")
 
     async def _next(self) -> TimedSecond:
         timed = await self.seconds.next_second(self.ctx, alive=self._alive)

@@ -284,6 +284,7 @@ async def test_lug_down_scans_the_power_and_measures_both_points(
     # limit set a: K ≤ 1.2 m⁻¹ at both points, NOx ≤ 1500 ppm at 80 %; power ≥ 40 % of 140 kW
     assert jz["verdict"] == "pass", (jz["reason"], jz["void_reasons"])
     assert values["power_pct"] >= 40.0
+    assert 650 <= values["idle_rpm"] <= 750  # lug-truck idles at 700 r/min
     # lug-truck: 140 kW × 0.85 = 119 kW at the wheels at rated speed, 2500 / 35.3 = 70.8 km/h
     assert 100 <= values["pmax_kw"] <= 125
     assert 64 <= values["vel_max_hp_kmh"] <= 78
