@@ -298,3 +298,32 @@ async def test_lug_down_scans_the_power_and_measures_both_points(
     assert (mode, pau) == (0, False)
     prompts = [e["action"] for e in events if e["type"] == "prompt"]
     assert prompts.index("lug_full_throttle") < prompts.index("lug_release") < prompts.index("remove_probe")
+
+
+async def test_an_excursion_restarts_the_clock_and_a_dynamometer_fault_voids_the_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with loaded_rig(tmp_path, monkeypatch) as rig:
+        reply = await rig.command("start", asm_start("A4"))
+        assert reply["accepted"], reply["reasons"]
+
+        def finished(step: str) -> Any:
+            return lambda m: m.topic.endswith("/event") and m.json()["type"] == "step_finished" \
+                and m.json()["step"] == step
+
+        await rig.station.wait_for(finished("asm.asm5025.clock"), 60)
+        await send_control(rig.dyno_control, {"do": "excursion", "delta_kmh": 4, "for_s": 3})
+        await rig.station.wait_for(finished("asm.asm2540.load"), 60)
+        await send_control(rig.dyno_control, {"fault": "fault_code", "code": 1})
+        result = await rig.result("A4")
+        mode, pau, _ = await rig.dyno_registers()
+        events = rig.events()
+    wt = item(result, "WT")
+    asm5025, asm2540 = wt["values"]["asm5025"], wt["values"]["asm2540"]
+    assert asm5025["restarts"] >= 1 and asm5025["decision"] == "pass"
+    assert any(e["type"] == "warning" and "ASM5025: clock restarted" in e["text"] for e in events)
+    assert asm2540["decision"] == "void"
+    assert "PAU_OVER_TEMPERATURE" in asm2540["void_reason"]
+    assert wt["verdict"] == "void" and wt["reason"].startswith("void: dynamometer faulted")
+    assert result["verdict"] == "incomplete"
+    assert (mode, pau) == (0, False)
