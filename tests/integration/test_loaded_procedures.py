@@ -188,6 +188,7 @@ async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second
         result = await rig.result("A1")
         mode, pau, index_after = await rig.dyno_registers()
         events = rig.events()
+        produced = {sample.index: sample for sample in rig.dyno.produced_samples(0)}  # the simulator's own
     wt = item(result, "WT")
     assert wt["verdict"] == "pass", wt["reason"]
     values = wt["values"]
@@ -212,6 +213,11 @@ async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second
     assert (index_after - data["end_index"]) % 65536 < 600  # and reach its end (the stop is not rows)
     for row, next_row in itertools.pairwise(rows):
         assert (next_row["first_index"] - row["first_index"]) % 65536 == 10
+    # each row is the mean of the simulator's own ten samples of that second
+    for row in rows:
+        ten = [produced[(row["first_index"] + n) % 65536] for n in range(10)]
+        assert row["speed_kmh"] == pytest.approx(sum(x.speed_raw for x in ten) / 1000, abs=0.0051)
+        assert row["force_n"] == pytest.approx(sum(x.force_n for x in ten) / 10, abs=0.51)
     # the dynamometer is unloaded and the prompts went out in the order of the method
     assert (mode, pau) == (0, False)
     prompts = [e["action"] for e in events if e["type"] == "prompt"]
