@@ -55,6 +55,7 @@ BROKER_WATCH_S = 0.1
 
 log = structlog.get_logger("laned.inspection")
 
+LOADED_METHODS = ("asm", "lug_down")
 COMMANDS = {"start": StartCommand, "abort": AbortCommand, "daily-check": DailyCheckCommand}
 _REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 #: a refusal lists at most this many reasons, each at most REASON_CHARS long: a reply stays small
@@ -263,8 +264,11 @@ class InspectionRunner:
                         f"{driver.name} is {driver.health.state}"
                         + (f" ({driver.health.last_error})" if driver.health.last_error else "")
                     )
-        if command.items.emissions == "two_speed_idle" and self.daily_checks is not None:
+        method = command.items.emissions
+        if method in ("two_speed_idle", "asm", "lug_down") and self.daily_checks is not None:
             reasons.extend(self.daily_checks.missing_reasons())
+        if method in LOADED_METHODS:
+            reasons.extend(self._loaded_refusals(method))
         try:
             self.limits_for(command)
         except ConfigError as exc:  # one reason per problem, each with its key
@@ -272,6 +276,20 @@ class InspectionRunner:
             reasons.extend(f"{where}: {problem}" for problem in exc.problems)
         except ValueError as exc:
             reasons.append(f"limit_overrides: {exc}")
+        return reasons
+
+    def _loaded_refusals(self, method: str) -> list[str]:
+        """What a loaded method (ASM, lug-down) needs beyond its devices being connected: today's
+        loaded coast-down of the dynamometer, and for lug-down an analyzer that reads NOx."""
+        reasons = []
+        if self.daily_checks is not None and self.daily_checks.status().get("dynamometer_ready") is not True:
+            reasons.append("the dynamometer's loaded coast-down has not passed today (daily-check)")
+        if method == "lug_down":
+            for driver in self.lane.drivers.values():
+                if driver.kind == "gas_analyzer" and driver.is_connected and not getattr(driver, "is_ga5n", False):
+                    model = driver.health.identity.get("model") or "GA-5"
+                    reasons.append(f"{driver.name}: lug-down measures NOx at 80 %: a {model} without NOx "
+                                   "cannot (a GA-5N is needed)")
         return reasons
 
     @staticmethod
@@ -283,6 +301,10 @@ class InspectionRunner:
             kinds.append("gas_analyzer")
         if command.items.emissions == "free_acceleration":
             kinds.append("opacimeter")
+        if command.items.emissions == "asm":
+            kinds += ["dynamometer", "gas_analyzer"]
+        if command.items.emissions == "lug_down":
+            kinds += ["dynamometer", "opacimeter", "gas_analyzer"]
         return kinds
 
     def limits_for(self, command: StartCommand) -> Any:
@@ -455,6 +477,14 @@ class InspectionRunner:
             from laned.procedures.free_acceleration import run_free_acceleration
 
             plan.append(("free_acceleration", run_free_acceleration))
+        elif command.items.emissions == "asm":
+            from laned.procedures.asm import run_asm
+
+            plan.append(("asm", run_asm))
+        elif command.items.emissions == "lug_down":
+            from laned.procedures.lug_down import run_lug_down
+
+            plan.append(("lug_down", run_lug_down))
         return plan
 
     async def _run(self, record: InspectionRecord) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from laned.platforms import PlatformMapping, load_mappings
 from laned.procedures import utc_now
 from laned.procedures.emissions_items import FA_CODE, TSI_CODE
+from laned.procedures.loaded_items import ASM_CODE, LUG_CODE
 from laned.signing import load_signer
 from laned.signing import verify as verify  # the station's check, next to what it checks
 from protocols.results import RESULT_SCHEMAS, EmissionsResult, SafetyResult
@@ -97,6 +98,9 @@ def _photos(record: InspectionRecord, mapping: PlatformMapping) -> list[dict[str
     ]
 
 
+EMISSIONS_CODES = {"two_speed_idle": TSI_CODE, "free_acceleration": FA_CODE, "asm": ASM_CODE, "lug_down": LUG_CODE}
+
+
 def _not_completed_items(record: InspectionRecord, platform: str) -> list[dict[str, Any]]:
     items = []
     command = record.command
@@ -112,8 +116,8 @@ def _not_completed_items(record: InspectionRecord, platform: str) -> list[dict[s
             if command.items.parking_brake:
                 codes.append(("B0", "parking_brake"))
             items += [{"code": c, "item": i, "verdict": "not_completed", "reason": reason} for c, i in codes]
-        elif name in ("two_speed_idle", "free_acceleration") and platform == "emissions":
-            code = {"two_speed_idle": TSI_CODE, "free_acceleration": FA_CODE}[name]
+        elif name in ("two_speed_idle", "free_acceleration", "asm", "lug_down") and platform == "emissions":
+            code = EMISSIONS_CODES[name]
             items.append({"code": code, "item": name, "verdict": "not_completed", "reason": reason})
     return items
 

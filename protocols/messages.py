@@ -19,7 +19,7 @@ VehicleClass = Literal[
     "passenger_car", "bus", "truck", "articulated_bus", "road_train", "trailer", "special_purpose", "other"
 ]
 Fuel = Literal["gasoline", "diesel", "lpg", "cng", "hybrid_gasoline", "hybrid_diesel", "electric"]
-EmissionsMethod = Literal["two_speed_idle", "free_acceleration"]
+EmissionsMethod = Literal["two_speed_idle", "free_acceleration", "asm", "lug_down"]
 
 #: request_id: names the reply topic (`…/reply/{request_id}`) and a key of the lane's request log
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
@@ -69,6 +69,9 @@ class Vehicle(_Message):
     registration_date: date
     new_registration: bool = Field(description="true for a first registration, false for a vehicle in use")
     rated_engine_speed_rpm: int | None = Field(None, gt=0, le=20_000)
+    rated_engine_power_kw: float | None = Field(
+        None, gt=0, le=2_000, description="rated engine power (kW), from the registration; required for lug_down"
+    )
     has_obd: bool = True
 
     @field_validator("vin")
@@ -133,6 +136,12 @@ class StartCommand(_Message):
             problems.append(f"items.emissions: two_speed_idle is for gasoline vehicles, not {self.vehicle.fuel}")
         if method == "free_acceleration" and self.vehicle.fuel not in DIESEL_LIKE:
             problems.append(f"items.emissions: free_acceleration is for diesel vehicles, not {self.vehicle.fuel}")
+        if method == "asm" and self.vehicle.fuel not in GASOLINE_LIKE:
+            problems.append(f"items.emissions: asm is for gasoline vehicles, not {self.vehicle.fuel}")
+        if method == "lug_down" and self.vehicle.fuel not in DIESEL_LIKE:
+            problems.append(f"items.emissions: lug_down is for diesel vehicles, not {self.vehicle.fuel}")
+        if method == "lug_down" and self.vehicle.rated_engine_power_kw is None:
+            problems.append("vehicle.rated_engine_power_kw: required for a lug_down test")
         if method is not None and self.vehicle.rated_engine_speed_rpm is None:
             problems.append("vehicle.rated_engine_speed_rpm: required for an emissions test")
         if problems:

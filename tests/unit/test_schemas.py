@@ -181,7 +181,8 @@ def test_a_start_written_from_the_contract_is_accepted_by_schema_and_model() -> 
         ({"axles": []}, "$.axles"),
         ({"vehicle": {**START["vehicle"], "vehicle_class": "car"}}, "$.vehicle.vehicle_class"),
         ({"vehicle": {**START["vehicle"], "curb_mass_kg": 0}}, "$.vehicle.curb_mass_kg"),
-        ({"items": {"emissions": "lug_down"}}, "$.items.emissions"),
+        ({"items": {"emissions": "vmas"}}, "$.items.emissions"),  # a method the lane does not run
+        ({"vehicle": {**START["vehicle"], "rated_engine_power_kw": 0}}, "$.vehicle.rated_engine_power_kw"),
         ({"schema": "lane-cmd-start/2"}, "$.schema"),
     ],
 )
@@ -355,3 +356,26 @@ def test_every_example_in_the_api_document_matches_its_shipped_schema() -> None:
             assert errors(filename, document) == [], f"docs/mqtt-api.md example of {name}"
             checked += 1
     assert checked >= 20
+
+
+@pytest.mark.parametrize(
+    ("vehicle", "method", "problem"),
+    [
+        ({"fuel": "diesel"}, "asm", "items.emissions: asm is for gasoline vehicles, not diesel"),
+        ({}, "lug_down", "items.emissions: lug_down is for diesel vehicles, not gasoline"),
+        ({"fuel": "diesel"}, "lug_down", "vehicle.rated_engine_power_kw: required for a lug_down test"),
+    ],
+)
+def test_a_loaded_method_needs_its_fuel_and_lug_down_the_rated_power(
+    vehicle: dict[str, Any], method: str, problem: str
+) -> None:
+    document = {**START, "vehicle": {**START["vehicle"], **vehicle}, "items": {"emissions": method}}
+    with pytest.raises(ValidationError, match=problem):
+        StartCommand.model_validate(document)
+
+
+def test_a_lug_down_start_with_rated_power_is_accepted() -> None:
+    vehicle = {**START["vehicle"], "fuel": "diesel", "rated_engine_power_kw": 140.0}
+    document = {**START, "vehicle": vehicle, "items": {"emissions": "lug_down"}}
+    assert errors("lane-cmd-start.v1.json", document) == []
+    assert StartCommand.model_validate(document).vehicle.rated_engine_power_kw == 140.0
