@@ -149,7 +149,7 @@ class Station:
         async for message in self.client.messages:
             topic = str(message.topic)
             try:
-                document = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                document = json.loads(bytes(message.payload))
             except ValueError:
                 continue
             self.screen.show(topic, document)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from laned.daily_checks import CheckLane
 from laned.errors import ConfigError
@@ -56,7 +56,7 @@ BROKER_WATCH_S = 0.1
 log = structlog.get_logger("laned.inspection")
 
 LOADED_METHODS = ("asm", "lug_down")
-COMMANDS = {"start": StartCommand, "abort": AbortCommand, "daily-check": DailyCheckCommand}
+COMMANDS: dict[str, type[BaseModel]] = {"start": StartCommand, "abort": AbortCommand, "daily-check": DailyCheckCommand}
 _REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 #: a refusal lists at most this many reasons, each at most REASON_CHARS long: a reply stays small
 #: whatever the command held (a field name is part of a reason, and the station chose it)
@@ -71,7 +71,7 @@ def _shorten(text: str, limit: int) -> str:
 
 def describe_validation(exc: ValidationError) -> list[str]:
     """One reason per problem, each naming its field by its dotted path ("vehicle.vin: ...")."""
-    reasons = []
+    reasons: list[str] = []
     for err in exc.errors():
         path = ".".join(_shorten(str(p), _PATH_PART_CHARS) for p in err["loc"]) or "(message)"
         message = err["msg"].removeprefix("Value error, ")
