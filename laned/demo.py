@@ -55,6 +55,8 @@ LOADED_INSPECTIONS = [
 ]
 DEFAULT_VEHICLES = "gasoline-car,diesel-truck"
 LOADED_METHODS = ("asm", "lug_down")
+#: the verdict vehicles' header comments work their verdicts against limit set a (GB 18285 / GB 3847)
+LOADED_LIMIT_SET = "a"
 #: the demo's ASM phases (a simulation): 3 s to stabilise, 8 s phases; the standard's are 5 and 90
 DEMO_ASM = {"stabilise_s": 3, "response_s": 2, "fast_window_s": 3, "phase_s": 8, "result_window_s": 3,
             "moving_average_s": 3, "max_phase_s": 40}
@@ -177,6 +179,8 @@ def start_document(vehicle_name: str, inspection_no: str, emissions: str) -> dic
             "emissions": emissions,
             "exterior": True,
         },
+        **({"limit_overrides": {"emissions": {emissions: {"limit_set": LOADED_LIMIT_SET}}}}
+           if emissions in LOADED_METHODS else {}),
     }
 
 
