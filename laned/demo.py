@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the demo's temporary folder (logs, state)")
     parser.add_argument("--time-scale", type=float, default=0.1,
                         help="procedure durations × this (default 0.1: a demo takes about a minute)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="give up after this many seconds (default 300; 600 with the loaded tests)")
     parser.add_argument("--vehicles", default=DEFAULT_VEHICLES,
                         help="which inspections, in order: gasoline-car, diesel-truck, asm-pass (ASM), lug-pass "
                         f"(lug-down), or all (default {DEFAULT_VEHICLES}: about a minute; all: about three)")
@@ -319,6 +320,8 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> int:
     inspections = chosen_inspections(getattr(args, "vehicles", DEFAULT_VEHICLES))
     loaded = uses_dynamometer(inspections)
     dyno_port = free_port() if loaded else None
+    if args.timeout is None:
+        args.timeout = 600.0 if loaded else 300.0
     screen = Screen(plain=args.no_ui)
     screen.banner(f"laned demo — broker {host}:{port}, files in {workdir}")
     analyzer_model = ["--model", "GA-5N"] if loaded else []  # lug-down reads NOx: a GA-5N does all a GA-5 does

@@ -109,18 +109,28 @@ class LiveTimer:
         self.latencies_s[device].append(latency)
 
     def _ring_samples(self, lane: str, document: dict[str, Any]) -> None:
-        """Every ring sample a dynamometer message carries: each reading's `first_sample_index` and
-        its `speeds_kmh` (one per sample)."""
+        """Every ring sample a dynamometer message carries. Its readings each hold their `speeds_kmh`
+        (one per sample); `first_sample_index` is at the top level only, the newest reading's
+        (laned.devices strips it from each reading, as for the brake tester's curve), so the
+        earlier readings' samples are the ones just before, walking back (the driver follows the
+        ring without gaps; a gap it logged would show here as samples placed wrong, not as more)."""
+        first = document.get("first_sample_index")
+        if first is None:
+            return
         seen, order = self.ring_seen[lane], self.ring_order[lane]
-        for reading in document.get("readings", []):
-            first = reading.get("first_sample_index")
-            if first is None:
-                continue
-            for k in range(len(reading.get("speeds_kmh") or ())):
-                index = (int(first) + k) % 65536
-                if index not in seen:
-                    order.append(index)
-                seen[index] = seen.get(index, 0) + 1
+        readings = document.get("readings", [])
+        if not readings:
+            return
+        end = int(first) + len(readings[-1].get("speeds_kmh") or ())  # after the newest reading's samples
+        placed: list[int] = []
+        for reading in reversed(readings):
+            count = len(reading.get("speeds_kmh") or ())
+            placed[:0] = [(end - count + k) % 65536 for k in range(count)]
+            end -= count
+        for index in placed:
+            if index not in seen:
+                order.append(index)
+            seen[index] = seen.get(index, 0) + 1
 
     def ring_lossless(self) -> float | None:
         """Of the ring samples the dynamometers made between the first and the last one seen, the
@@ -249,7 +259,7 @@ async def _dyno_share(workdir: Path, broker: Broker, params: LaneParams, with_dy
     finally:
         await lanes.stop()
     without = (median(shares) or 0.0) * 100
-    return {"cpu_lane_pct_core_no_dyno": rounded(without, 2),
+    return {"cpu_lane_without_dyno_pct_core": rounded(without, 2),
             "dyno_cpu_share": rounded((with_dyno_pct - without) / with_dyno_pct, 3) if with_dyno_pct else None}
 
 
