@@ -118,3 +118,28 @@ async def test_a_vehicle_on_the_rollers_stops_the_checks_before_the_motor_turns(
     assert results["dyno_coast_down"]["passed"] is False
     assert daily.last("dyno_coast_down") is None  # not run: nothing recorded
     assert any("IN_POSITION = 1" in text for kind, _, text in events if kind == "warning")
+
+
+async def test_the_cli_runs_the_loaded_coast_down_on_the_port_and_keeps_it_for_the_day(tmp_path: Path) -> None:
+    """`laned daily-check --checks dyno_coast_down` with no daemon: on the dynamometer's own TCP port,
+    the default CD-1L (910 kg, CCDT 3.121 s), its outcome printed and kept in daily-checks.json."""
+    from laned.broker import free_port
+    from tests.helpers import ROOT, laned_command
+
+    config = tmp_path / "lane.toml"
+    async with DynamometerSimulator("asm-car", tcp=("127.0.0.1", 0), fast=True, drive_on=False) as sim:
+        config.write_text(
+            f'[lane]\nstation = "370100"\nlane = "T1"\nstate_dir = "{tmp_path / "state"}"\n'
+            f"[mqtt]\nport = {free_port()}\n"
+            f'[devices.dyno]\nkind = "dynamometer"\ntransport = {{ type = "tcp", host = "127.0.0.1", '
+            f"port = {sim.tcp_port} }}\n", encoding="utf-8")
+        process = await asyncio.create_subprocess_exec(
+            *laned_command("daily-check", "--config", str(config), "--checks", "dyno_coast_down"),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert sim.model.control_mode == 0 and not sim.model.motor_on
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert "PASSED — daily checks: dynamometer loaded coast-down passed" in out.decode()
+    kept = DailyChecks(tmp_path / "state" / "daily-checks.json")
+    assert kept.status()["dynamometer_ready"] is True
+    assert kept.last("dyno_coast_down")["details"]["ccdt_s"] == pytest.approx(3.121, abs=0.001)
