@@ -135,7 +135,7 @@ class Lane:
 
     def _daily_checks_status(self) -> dict[str, Any] | None:
         checks = self.runner.daily_checks
-        if checks is None or not any(d.kind == "gas_analyzer" for d in self.drivers.values()):
+        if checks is None or not any(d.kind in ("gas_analyzer", "dynamometer") for d in self.drivers.values()):
             return None
         try:
             status: dict[str, Any] = checks.status()

@@ -38,7 +38,7 @@ from laned.procedures.emissions_items import ReadingFeed, settings_from
 from laned.procedures.two_speed_idle import hc_residue_check, stop_pump
 from laned.settings.daily_checks import DailyCheckSettings
 from protocols import gas_analyzer as ga
-from protocols.messages import DAILY_CHECKS
+from protocols.messages import ANALYZER_CHECKS, DAILY_CHECKS, DYNO_CHECKS
 
 if TYPE_CHECKING:
     from drivers.base import Driver
@@ -47,9 +47,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("laned.daily_checks")
 
-CHECK_NAMES = {"leak_check": "leak check", "zero": "zero", "hc_residue": "HC residue check"}
+CHECK_NAMES = {"leak_check": "leak check", "zero": "zero", "hc_residue": "HC residue check",
+               "dyno_coast_down": "dynamometer loaded coast-down", "dyno_parasitic": "dynamometer parasitic loss"}
 #: what must have passed today before a two-speed idle test may start
 REQUIRED_TODAY = ("leak_check", "zero")
+#: what must have passed today before an ASM or lug-down test may start
+DYNO_REQUIRED_TODAY = ("dyno_coast_down",)
 HOW_TO_RUN = (
     "run `laned daily-check --config <lane config>` on the lane PC, or send the station command …/cmd/daily-check"
 )
@@ -187,16 +190,52 @@ class DailyChecks:
                            f"({state}); {HOW_TO_RUN}")
         return reasons
 
+    def dynamometer_missing_reasons(self) -> list[str]:
+        """Why an ASM or lug-down test may not start now: the dynamometer's loaded coast-down has
+        not passed today (or a daily check runs)."""
+        reasons = []
+        if self.running:
+            reasons.append("the daily checks are running now: start again when they have finished")
+        for check in DYNO_REQUIRED_TODAY:
+            if self.passed_today(check):
+                continue
+            entry = self.last(check)
+            if entry is None:
+                state = "never run on this lane"
+            else:
+                why = (entry.get("details") or {}).get("reason") or (entry.get("details") or {}).get("error") or ""
+                state = ("last passed " if entry.get("passed") else "failed ") + str(entry.get("at")) + (
+                    f": {why}" if why and not entry.get("passed") else "")
+            reasons.append(f"daily check missing: the {CHECK_NAMES[check]} has not passed today ({state}); "
+                           "run `laned daily-check --config <lane config> --checks dyno_coast_down` or send "
+                           "…/cmd/daily-check with checks [\"dyno_coast_down\"]")
+        return reasons
+
     def status(self) -> dict[str, Any]:
         """The daily checks as `…/status` shows them (protocols.status.DailyChecksStatus)."""
         due = [check for check in REQUIRED_TODAY if not self.passed_today(check)]
+        dyno_due = [check for check in DYNO_REQUIRED_TODAY if not self.passed_today(check)]
         return {"two_speed_idle_ready": not due and not self.running, "running": self.running, "due_today": due,
-                **self.summary()}
+                **self.summary(), "dynamometer_ready": not dyno_due and not self.running,
+                **{f"last_{check}": self._last_shown(check) for check in DYNO_CHECKS},
+                "dyno_coast_down": self._coast_down_detail()}
+
+    def _last_shown(self, check: str) -> dict[str, Any] | None:
+        entry = self.last(check)
+        return None if entry is None else {"passed": entry.get("passed"), "at": entry.get("at")}
+
+    def _coast_down_detail(self) -> dict[str, Any] | None:
+        entry = self.last("dyno_coast_down")
+        if entry is None:
+            return None
+        d = entry.get("details") or {}
+        return {"acdt_s": d.get("acdt_s"), "ccdt_s": d.get("ccdt_s"), "deviation_pct": d.get("deviation_pct"),
+                "limit_pct": d.get("limit_pct"), "reason": d.get("reason") or d.get("error") or ""}
 
     def summary(self) -> dict[str, Any]:
         """The last leak check, zero and HC residue (passed, when) for a result's device block."""
         out: dict[str, Any] = {}
-        for check in DAILY_CHECKS:
+        for check in ANALYZER_CHECKS:
             entry = self.last(check)
             out[f"last_{check}"] = None if entry is None else {"passed": entry.get("passed"), "at": entry.get("at")}
         return out
@@ -230,8 +269,10 @@ async def perform_daily_checks(
     `announce(type, step, text, action=None, **data)` tells people; `wait_capped()` returns
     once the probe is capped. A check the analyzer could not finish is recorded as failed
     with the error; after one, the rest are not run."""
-    wanted = [c for c in DAILY_CHECKS if c in set(checks)]
+    wanted = [c for c in ANALYZER_CHECKS if c in set(checks)]
     results: dict[str, dict[str, Any]] = {}
+    if not wanted:
+        return results
     daily.running = True
     held = contextlib.ExitStack()  # the analyzer is ours while they run: a reconnect leaves its pump as set
     held.enter_context(analyzer.claim())
@@ -299,41 +340,63 @@ def _summary_text(results: dict[str, dict[str, Any]]) -> str:
 async def run_daily_checks(
     lane: CheckLane, daily_checks: DailyChecks, checks: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
-    """The `…/cmd/daily-check` command: run the checks on the lane's gas analyzer, with events."""
+    """The `…/cmd/daily-check` command: the checks asked for on the lane's gas analyzer and/or
+    dynamometer (laned/daily_checks_dyno.py), with events."""
 
     def announce(kind: str, step: str, text: str, *, action: str | None = None, **data: Any) -> None:
         lane.publish_event_model(type=kind, step=step, text=text, action=action, data=data)
 
+    asked = list(checks)
     settings = settings_from(lane.config.inspection, "daily_checks", DailyCheckSettings)
     time_scale = float(lane.config.inspection.time_scale)
     results: dict[str, dict[str, Any]] = {}
-    announce("step_started", "daily_check", "daily checks of the gas analyzer: leak check, zero, HC residue")
+    analyzer_asked = [c for c in asked if c in ANALYZER_CHECKS]
+    dyno_asked = [c for c in asked if c in DYNO_CHECKS]
+    announce("step_started", "daily_check", "daily checks: " + ", ".join(CHECK_NAMES[c] for c in asked))
     try:
-        analyzers = [d for d in lane.drivers.values() if d.kind == "gas_analyzer"]
-        if not analyzers:
-            announce("warning", "daily_check", "this lane has no gas analyzer configured")
-        elif not analyzers[0].is_connected:
-            a = analyzers[0]
-            announce("warning", "daily_check", f"{a.name} is {a.health.state} ({a.health.last_error or 'no reply'})")
-        else:
-            from laned.judging.limits import load_limits
+        if analyzer_asked:
+            analyzer = _usable(lane, "gas_analyzer", "gas analyzer", announce)
+            if analyzer is not None:
+                from laned.judging.limits import load_limits
 
-            limits = load_limits(lane.config.lane.limits_dir).emissions.two_speed_idle
+                limits = load_limits(lane.config.lane.limits_dir).emissions.two_speed_idle
 
-            async def wait_capped() -> None:
-                await asyncio.sleep(settings.cap_wait_s * time_scale)
+                async def wait_capped() -> None:
+                    await asyncio.sleep(settings.cap_wait_s * time_scale)
 
-            results = await perform_daily_checks(analyzers[0], daily_checks, checks, limits=limits, settings=settings,
-                                                 time_scale=time_scale, announce=announce, wait_capped=wait_capped)
+                results.update(await perform_daily_checks(
+                    analyzer, daily_checks, analyzer_asked, limits=limits, settings=settings,
+                    time_scale=time_scale, announce=announce, wait_capped=wait_capped))
+        if dyno_asked:
+            dyno = _usable(lane, "dynamometer", "dynamometer", announce)
+            if dyno is not None:
+                from laned.daily_checks_dyno import perform_dyno_checks
+
+                results.update(await perform_dyno_checks(dyno, daily_checks, dyno_asked,  # type: ignore[arg-type]
+                                                         settings=settings.dynamometer, announce=announce))
     except Exception as exc:  # never kill the daemon; say what happened
         log.exception("daily_checks_crashed")
         announce("warning", "daily_check", f"daily checks stopped: {exc!r}")
     finally:
         announce("step_finished", "daily_check", _summary_text(results),
                  results={c: {"passed": r.get("passed"), "at": r.get("at")} for c, r in results.items()},
-                 missing=daily_checks.missing_reasons())
-        lane.publish_status()  # …/status shows whether two-speed idle tests may start now
+                 missing=daily_checks.missing_reasons() + (
+                     daily_checks.dynamometer_missing_reasons() if dyno_asked else []))
+        lane.publish_status()  # …/status shows whether two-speed idle / ASM / lug-down tests may start now
     return results
+
+
+def _usable(lane: CheckLane, kind: str, noun: str, announce: Announce) -> Driver | None:
+    """The lane's first device of `kind` if it is connected; otherwise say why and None."""
+    devices = [d for d in lane.drivers.values() if d.kind == kind]
+    if not devices:
+        announce("warning", "daily_check", f"this lane has no {noun} configured")
+        return None
+    if not devices[0].is_connected:
+        d = devices[0]
+        announce("warning", "daily_check", f"{d.name} is {d.health.state} ({d.health.last_error or 'no reply'})")
+        return None
+    return devices[0]
 
 
 # ----- `laned daily-check --config FILE` --------------------------------------------------------
@@ -342,25 +405,37 @@ async def run_daily_checks(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", required=True, type=Path, help="the lane's TOML config")
     parser.add_argument("--device", default=None, help="the gas analyzer's name in the config (default: the first)")
-    parser.add_argument("--checks", nargs="+", choices=DAILY_CHECKS, default=list(DAILY_CHECKS),
-                        help="which checks (default: all, in the order leak check, zero, HC residue)")
+    parser.add_argument("--dyno-device", default=None,
+                        help="the dynamometer's name in the config (default: the first)")
+    parser.add_argument("--checks", nargs="+", choices=DAILY_CHECKS, default=list(ANALYZER_CHECKS),
+                        help="which checks (default: the gas analyzer's, in the order leak check, zero, HC residue; "
+                        "the dynamometer's: dyno_coast_down, dyno_parasitic — the parasitic loss runs first)")
+    parser.add_argument("--dyno", action="store_true",
+                        help="the dynamometer's checks: same as --checks dyno_parasitic dyno_coast_down")
     parser.add_argument("--capped", action="store_true",
                         help="the probe is capped already: start the leak check without asking")
     parser.add_argument("--simulation", action="store_true",
                         help="allow a time scale below 1 (simulated analyzers: tests, demos, training)")
     parser.epilog = ("exit codes: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale "
-                     "below 1 without --simulation included), 3 the checks could not run (the analyzer does not "
-                     "answer, another daily-check has the lane, the running daemon refused or did not answer), "
-                     "130 stopped with Ctrl-C")
+                     "below 1 without --simulation included), 3 the checks could not run (the analyzer or "
+                     "dynamometer does not answer, another daily-check has the lane, the running daemon refused or "
+                     "did not answer), 130 stopped with Ctrl-C")
+
+
+def _asked(args: argparse.Namespace) -> list[str]:
+    if getattr(args, "dyno", False):
+        return list(DYNO_CHECKS)
+    return list(args.checks)
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Run the daily checks on the analyzer of a lane config: through the daemon when one runs the
-    lane (over MQTT, laned/daily_check_remote.py), otherwise on the port itself, without a broker,
-    holding the lane's lock (laned/lane_lock.py) so that no daemon starts meanwhile.
+    """Run the daily checks on the analyzer and/or dynamometer of a lane config: through the daemon
+    when one runs the lane (over MQTT, laned/daily_check_remote.py), otherwise on the ports
+    themselves, without a broker, holding the lane's lock (laned/lane_lock.py) so that no daemon
+    starts meanwhile.
 
     Exit status: 0 every check passed, 1 a check failed, 2 the config is unusable (a time scale
-    below 1 without `--simulation` included), 3 the checks could not run: the analyzer does not
+    below 1 without `--simulation` included), 3 the checks could not run: a device does not
     answer, another `laned daily-check` has the lane, or the running daemon refused them or did
     not answer."""
     from laned.config import load_config, require_standard_timings
@@ -368,6 +443,7 @@ async def run(args: argparse.Namespace) -> int:
     from laned.judging.limits import load_limits
     from laned.lane_lock import LaneLock
 
+    checks = _asked(args)
     try:
         config = load_config(args.config)
         require_standard_timings(config, simulation=bool(getattr(args, "simulation", False)), source=str(args.config))
@@ -375,12 +451,17 @@ async def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)
         return 2
-    analyzers = {n: d for n, d in config.devices.items() if d.kind == "gas_analyzer" and d.enabled}
-    name = args.device or next(iter(analyzers), None)
-    if name is None or name not in analyzers:
-        log.error("daily_check_no_analyzer", config=str(args.config), device=args.device,
-                  analyzers=sorted(analyzers))
-        return 2
+    devices: dict[str, tuple[str, Any]] = {}
+    for kind, wanted, chosen in (("gas_analyzer", ANALYZER_CHECKS, args.device),
+                                 ("dynamometer", DYNO_CHECKS, getattr(args, "dyno_device", None))):
+        if not any(c in wanted for c in checks):
+            continue
+        found = {n: d for n, d in config.devices.items() if d.kind == kind and d.enabled}
+        name = chosen or next(iter(found), None)
+        if name is None or name not in found:
+            log.error(f"daily_check_no_{kind}", config=str(args.config), device=chosen, found=sorted(found))
+            return 2
+        devices[kind] = (name, found[name])
     lock = LaneLock.for_config(config, role="daily-check")
     try:
         lock.acquire()
@@ -388,26 +469,27 @@ async def run(args: argparse.Namespace) -> int:
         if exc.owner is not None and exc.owner.role == "run":  # the daemon has the ports: ask it
             from laned.daily_check_remote import run_through_daemon
 
-            return await run_through_daemon(config, exc.owner, args.checks)
+            return await run_through_daemon(config, exc.owner, checks)
         print(f"laned: {exc}", file=sys.stderr, flush=True)
         return 3
     except ConfigError as exc:
         log.error("daily_check_config_unusable", config=str(args.config), problems=exc.problems)
         return 2
     try:
-        return await _run_on_the_ports(args, config, name, analyzers[name], limits)
+        return await _run_on_the_ports(args, config, checks, devices, limits)
     finally:
         lock.release()
 
 
-async def _run_on_the_ports(args: argparse.Namespace, config: Any, name: str, analyzer_config: Any,
-                            limits: TwoSpeedIdleLimits) -> int:
-    """The checks on the analyzer's own port, this process holding the lane's lock."""
+async def _run_on_the_ports(args: argparse.Namespace, config: Any, checks: list[str],
+                            devices: dict[str, tuple[str, Any]], limits: TwoSpeedIdleLimits) -> int:
+    """The checks on the devices' own ports, this process holding the lane's lock."""
     from drivers.port_lock import in_use_detail, lock_holder
+    from laned.daily_checks_dyno import perform_dyno_checks
     from laned.devices import build_driver
 
     settings = settings_from(config.inspection, "daily_checks", DailyCheckSettings)
-    driver = build_driver(name, analyzer_config)
+    drivers = {kind: build_driver(name, device_config) for kind, (name, device_config) in devices.items()}
     daily = DailyChecks(config.lane.state_dir / "daily-checks.json")
 
     def announce(kind: str, step: str, text: str, *, action: str | None = None, **data: Any) -> None:
@@ -423,28 +505,39 @@ async def _run_on_the_ports(args: argparse.Namespace, config: Any, name: str, an
         else:
             await asyncio.sleep(settings.cap_wait_s * config.inspection.time_scale)
 
-    if lock_holder(driver.port) is not None:  # held by a process that is not a daemon of this lane: say so now
-        log.error("daily_check_analyzer_unavailable", device=name, port=driver.port,
-                  error=str(DeviceUnavailable(name, in_use_detail(driver.port), port=driver.port)))
-        return 3
-    supervisor = asyncio.create_task(driver.run(), name=f"driver-{name}")
-    try:
-        try:
-            await driver.wait_connected(settings.connect_timeout_s)
-        except DeviceError as exc:
-            log.error("daily_check_analyzer_unavailable", device=name, port=driver.port, error=str(exc))
+    for kind, driver in drivers.items():
+        if lock_holder(driver.port) is not None:  # held by a process that is not a daemon of this lane: say so now
+            log.error(f"daily_check_{kind}_unavailable", device=driver.name, port=driver.port,
+                      error=str(DeviceUnavailable(driver.name, in_use_detail(driver.port), port=driver.port)))
             return 3
-        results = await perform_daily_checks(driver, daily, args.checks, limits=limits, settings=settings,
-                                             time_scale=config.inspection.time_scale, announce=announce,
-                                             wait_capped=wait_capped)
+    supervisors = [asyncio.create_task(d.run(), name=f"driver-{d.name}") for d in drivers.values()]
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for kind, driver in drivers.items():
+            try:
+                await driver.wait_connected(settings.connect_timeout_s)
+            except DeviceError as exc:
+                log.error(f"daily_check_{kind}_unavailable", device=driver.name, port=driver.port, error=str(exc))
+                return 3
+        if "gas_analyzer" in drivers:
+            results.update(await perform_daily_checks(
+                drivers["gas_analyzer"], daily, checks, limits=limits, settings=settings,
+                time_scale=config.inspection.time_scale, announce=announce, wait_capped=wait_capped))
+        if "dynamometer" in drivers:
+            results.update(await perform_dyno_checks(drivers["dynamometer"], daily, checks,  # type: ignore[arg-type]
+                                                     settings=settings.dynamometer, announce=announce))
     finally:
-        await driver.stop()
-        supervisor.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await supervisor
+        for driver in drivers.values():
+            await driver.stop()
+        for supervisor in supervisors:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervisor
     passed = all(r.get("passed") for r in results.values())
+    missing = daily.missing_reasons() if "gas_analyzer" in drivers else []
+    missing += daily.dynamometer_missing_reasons() if "dynamometer" in drivers else []
     (log.info if passed else log.error)("daily_check_done", text=_summary_text(results), path=str(daily.path),
-                                        missing=daily.missing_reasons())
+                                        missing=missing)
     # the outcome, whatever the log level: the technician ran this to learn it
     print(f"{'PASSED' if passed else 'FAILED'} — {_summary_text(results)}", flush=True)
     return 0 if passed else 1

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from laned.demo import SimProcess
 
 #: device kind -> `laned simulate NAME`
-SIMULATOR_OF = {"gas_analyzer": "gas-analyzer", "opacimeter": "opacimeter", "brake_tester": "brake-tester"}
-DEFAULT_VEHICLE = {"gas-analyzer": "gasoline-car", "opacimeter": "diesel-truck", "brake-tester": "gasoline-car"}
+SIMULATOR_OF = {"gas_analyzer": "gas-analyzer", "opacimeter": "opacimeter", "brake_tester": "brake-tester",
+                "dynamometer": "dynamometer"}
+DEFAULT_VEHICLE = {"gas-analyzer": "gasoline-car", "opacimeter": "diesel-truck", "brake-tester": "gasoline-car",
+                   "dynamometer": "asm-pass"}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -48,14 +50,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-driver", action="store_true", help="no simulated driver (follow prompts by hand)")
 
 
-def simulator_args(device: DeviceConfig, control: Path, vehicle: str, fast: bool) -> tuple[str, list[str]]:
-    """`laned simulate KIND ARGS` for one configured device, at the port the lane will open."""
+def simulator_args(device: DeviceConfig, control: Path, vehicle: str, fast: bool,
+                   tailpipe: list[Path] | None = None) -> tuple[str, list[str]]:
+    """`laned simulate KIND ARGS` for one configured device, at the port the lane will open; a
+    dynamometer (CD-1H: lug-down trucks too) sends its engine state to the `tailpipe` sockets."""
     kind = SIMULATOR_OF[device.kind]
     transport = device.transport
     where = (["--tcp", f"{transport.host}:{transport.port}"] if transport.type == "tcp"
              else ["--link", transport.port])
     extra = ["--no-script"] if isinstance(device, BrakeTesterConfig) else []
+    if device.kind == "dynamometer":
+        extra = ["--model", "CD-1H", *(["--tailpipe", ",".join(map(str, tailpipe))] if tailpipe else [])]
     return kind, [*where, "--vehicle", vehicle, "--control", str(control), *extra, *(["--fast"] if fast else [])]
+
+
+def _on_rollers(vehicle: str) -> bool:
+    """Whether the vehicle file has a [dynamometer] table (the dynamometer simulator needs one)."""
+    from simulators.vehicle import load_vehicle_file
+
+    with contextlib.suppress(Exception):
+        return "dynamometer" in load_vehicle_file(vehicle)
+    return False
 
 
 def _listening(host: str, port: int) -> bool:
@@ -95,7 +110,11 @@ async def run(args: argparse.Namespace) -> None:
             control = control_dir / f"{name}.ctl"
             control.unlink(missing_ok=True)
             vehicle = args.vehicle or DEFAULT_VEHICLE[SIMULATOR_OF[device.kind]]
-            kind, sim_args = simulator_args(device, control, vehicle, not args.real_timings)
+            if device.kind == "dynamometer" and args.vehicle and not _on_rollers(args.vehicle):
+                vehicle = DEFAULT_VEHICLE["dynamometer"]  # that vehicle has no [dynamometer] table
+            tailpipe = [control_dir / f"{n}.ctl" for n, d in config.devices.items()
+                        if d.enabled and d.kind in ("gas_analyzer", "opacimeter")]
+            kind, sim_args = simulator_args(device, control, vehicle, not args.real_timings, tailpipe)
             process = SimProcess(kind, sim_args, control_dir / f"{name}.log")
             await process.start()
             processes.append((name, process))
@@ -103,6 +122,10 @@ async def run(args: argparse.Namespace) -> None:
             print(f"{name}: laned simulate {kind} {' '.join(sim_args)}  (log {control_dir / f'{name}.log'})",
                   flush=True)
         await _wait_ready(processes, config, control_dir)
+        if "dynamometer" in controls:  # the rollers empty (no tailpipe coupling) until a loaded test drives on
+            from simulators.control import send_control
+
+            await send_control(controls["dynamometer"], {"do": "drive_off"})
         if not args.no_driver:
             person = SimulatedDriver(controls)
             root = f"{mqtt.topic_prefix}/{config.lane.station}/{config.lane.lane}"

@@ -148,6 +148,10 @@ def render(lane: str, status: dict[str, Any] | None, assessment: Assessment, out
     if checks:
         due = ", ".join(checks.get("due_today") or []) or "none"
         print(f"  daily checks due today: {due}{' (running)' if checks.get('running') else ''}", file=out)
+        coast = checks.get("last_dyno_coast_down")
+        if coast is not None or checks.get("dynamometer_ready"):
+            ready = "ready" if checks.get("dynamometer_ready") else "NOT ready (loaded coast-down not passed today)"
+            print(f"  dynamometer: {ready}", file=out)
 
 
 async def status(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:

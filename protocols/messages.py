@@ -160,16 +160,23 @@ class AbortCommand(_Message):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-DailyCheck = Literal["leak_check", "zero", "hc_residue"]
-DAILY_CHECKS: tuple[DailyCheck, ...] = ("leak_check", "zero", "hc_residue")
+DailyCheck = Literal["leak_check", "zero", "hc_residue", "dyno_coast_down", "dyno_parasitic"]
+#: the gas analyzer's checks: what a daily-check command without `checks` runs
+ANALYZER_CHECKS: tuple[DailyCheck, ...] = ("leak_check", "zero", "hc_residue")
+#: the chassis dynamometer's: loaded coast-down (gates ASM and lug-down) and parasitic loss
+DYNO_CHECKS: tuple[DailyCheck, ...] = ("dyno_coast_down", "dyno_parasitic")
+DAILY_CHECKS: tuple[DailyCheck, ...] = ANALYZER_CHECKS + DYNO_CHECKS
 
 
 class DailyCheckCommand(_Message):
-    """`…/cmd/daily-check`: run the gas analyzer's leak check and zero (and HC residue)."""
+    """`…/cmd/daily-check`: run the gas analyzer's leak check and zero (and HC residue), and/or the
+    dynamometer's loaded coast-down and parasitic loss."""
 
     schema_: Literal["lane-cmd-daily-check/1"] = Field(alias="schema")
     request_id: RequestId
-    checks: list[DailyCheck] = Field(default_factory=lambda: list(DAILY_CHECKS), max_length=len(DAILY_CHECKS))
+    checks: list[DailyCheck] = Field(
+        default_factory=lambda: list(ANALYZER_CHECKS), max_length=len(DAILY_CHECKS),
+        description="which checks; default the gas analyzer's three (leak_check, zero, hc_residue)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -63,8 +63,16 @@ class LastCheck(_Strict):
     at: str | None = Field(description="lane clock, ISO 8601 with offset: when it ran")
 
 
+class DynoCoastDownDetail(_Strict):
+    acdt_s: float | None = Field(description="measured coast-down time v1 → v2 (s), null if not crossed")
+    ccdt_s: float | None = Field(description="expected time M (v1² − v2²) / (2 P_cd) (s)")
+    deviation_pct: float | None = Field(description="(ACDT − CCDT) / CCDT (%)")
+    limit_pct: float | None = Field(description="the pass limit on |deviation| (%)")
+    reason: str | None = Field(description="why it failed, empty when it passed")
+
+
 class DailyChecksStatus(_Strict):
-    """The gas analyzer's daily checks (`laned.daily_checks.DailyChecks.status()`)."""
+    """The daily checks of the gas analyzer and the dynamometer (`laned.daily_checks.DailyChecks.status()`)."""
 
     two_speed_idle_ready: bool = Field(
         description="true when a two-speed idle test may start: the leak check and zero passed today (lane PC's "
@@ -75,6 +83,15 @@ class DailyChecksStatus(_Strict):
     last_leak_check: LastCheck | None = Field(description="the latest leak check, or null if never run")
     last_zero: LastCheck | None = Field(description="the latest zero, or null if never run")
     last_hc_residue: LastCheck | None = Field(description="the latest HC residue check, or null if never run")
+    dynamometer_ready: bool = Field(
+        False, description="true when an ASM or lug-down test may start: the dynamometer's loaded coast-down "
+        "passed today (lane PC's local date) and no daily check is running")
+    last_dyno_coast_down: LastCheck | None = Field(
+        None, description="the latest loaded coast-down of the dynamometer, or null if never run")
+    last_dyno_parasitic: LastCheck | None = Field(
+        None, description="the latest parasitic-loss check of the dynamometer, or null if never run")
+    dyno_coast_down: DynoCoastDownDetail | None = Field(
+        None, description="the latest loaded coast-down's numbers, or null if never run")
 
 
 class InspectionStatus(_Strict):

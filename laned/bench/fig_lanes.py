@@ -1,10 +1,12 @@
 """Figures 3 and 4 — latency and the cost of a lane.
 
 Cost (4): for N = 1, 4, 8 lanes, each a `laned run --config` daemon with its gas
-analyzer (10 Hz), opacimeter (20 Hz) and brake tester (its 100 Hz curve followed over TCP:
+analyzer (10 Hz), opacimeter (20 Hz), brake tester (its 100 Hz curve followed over TCP:
 10 polls a second, each one block read of the new ring samples and one snapshot, published
-as one live message carrying the ~10 new samples) publishing live readings, the CPU seconds per minute and the peak RSS
-of each daemon process, read from /proc. Simulators, broker and bench are other processes.
+as one live message carrying the ~10 new samples) and chassis dynamometer (its 10 Hz ring
+followed over Modbus TCP the same way, 10 polls a second) publishing live readings, the CPU
+seconds per minute and the peak RSS of each daemon process, read from /proc. Simulators, broker
+and bench are other processes.
 
 Floor (4): the same I/O as one lane, done by `laned.bench.floor_lane` (raw sockets, no
 framework) on its own simulators and the same broker: what the machine charges for the lane's
@@ -13,7 +15,10 @@ figure 4 against it: what laned's drivers, checks and libraries add.
 
 Latency (3): with one lane, every `…/live/…` message is timed in a loopback subscriber
 against the moment the simulator made the measurement it carries (its SEQ or
-SAMPLE_INDEX counts the simulator's ticks from a known origin); and after the cost
+SAMPLE_INDEX counts the simulator's ticks from a known origin); the dynamometer's ring
+samples are counted at the subscriber (`dyno_lossless_ratio`: made between the first and the
+last seen, the fraction seen exactly once), and its share of the lane's CPU is the lane
+measured again without it (`dyno_cpu_share`); and after the cost
 windows, exterior-only inspections (start, the PDA's capture, two results) are timed from
 the PDA's last capture message to the later of the two results, both seen by the subscriber.
 """
@@ -48,7 +53,10 @@ from laned.bench.common import (
 from laned.bench.lanes import STATION, TOPIC_PREFIX, BenchLane, LaneRates, LaneSet
 
 #: the field of each device's live message that counts its simulator's ticks
-COUNTER_FIELD = {"gas-analyzer": "seq", "opacimeter": "seq", "brake-tester": "sample_index"}
+COUNTER_FIELD = {"gas-analyzer": "seq", "opacimeter": "seq", "brake-tester": "sample_index",
+                 "dynamometer": "sample_index"}
+#: the devices of a bench lane without its dynamometer (the dynamometer's CPU share is the difference)
+NO_DYNO = ("gas-analyzer", "opacimeter", "brake-tester")
 #: SEQ and the ring's SAMPLE_INDEX are both 16-bit counts
 COUNTER_MODULUS = 65536
 RESULT_VEHICLE = "gasoline-car"
@@ -76,6 +84,9 @@ class LiveTimer:
         self.coverage = Coverage()
         self.batch_sizes: dict[str, list[int]] = defaultdict(list)
         self.after_read_s: dict[str, list[float]] = defaultdict(list)
+        #: the dynamometer's ring samples as they arrived, per lane: index -> times seen, and the order
+        self.ring_seen: dict[str, dict[int, int]] = defaultdict(dict)
+        self.ring_order: dict[str, list[int]] = defaultdict(list)
 
     def reset(self) -> None:
         self.latencies_s.clear()
@@ -83,14 +94,18 @@ class LiveTimer:
         self.coverage = Coverage()
         self.batch_sizes.clear()
         self.after_read_s.clear()
+        self.ring_seen.clear()
+        self.ring_order.clear()
 
     def on_message(self, arrived: float, topic: str, payload: bytes) -> None:
         parts = topic.split("/")  # laned/v1/STATION/LANE/live/DEVICE
         lane, device = parts[3], parts[5]
         self.counts[(lane, device)] += 1
+        document = json.loads(payload) if self.timed or device == "dynamometer" else {}
+        if device == "dynamometer":
+            self._ring_samples(lane, document)
         if not self.timed:
             return
-        document = json.loads(payload)
         lane_time = document.get("lane_time")
         if isinstance(lane_time, (int, float)):  # the reply read off the line -> here: laned's own part
             self.after_read_s[device].append(time.time() - lane_time)
@@ -105,6 +120,42 @@ class LiveTimer:
         if latency < 0:
             self.negative += 1
         self.latencies_s[device].append(latency)
+
+    def _ring_samples(self, lane: str, document: dict[str, Any]) -> None:
+        """Every ring sample a dynamometer message carries. Its readings each hold their `speeds_kmh`
+        (one per sample); `first_sample_index` is at the top level only, the newest reading's
+        (laned.devices strips it from each reading, as for the brake tester's curve), so the
+        earlier readings' samples are the ones just before, walking back (the driver follows the
+        ring without gaps; a gap it logged would show here as samples placed wrong, not as more)."""
+        first = document.get("first_sample_index")
+        if first is None:
+            return
+        seen, order = self.ring_seen[lane], self.ring_order[lane]
+        readings = document.get("readings", [])
+        if not readings:
+            return
+        end = int(first) + len(readings[-1].get("speeds_kmh") or ())  # after the newest reading's samples
+        placed: list[int] = []
+        for reading in reversed(readings):
+            count = len(reading.get("speeds_kmh") or ())
+            placed[:0] = [(end - count + k) % 65536 for k in range(count)]
+            end -= count
+        for index in placed:
+            if index not in seen:
+                order.append(index)
+            seen[index] = seen.get(index, 0) + 1
+
+    def ring_lossless(self) -> float | None:
+        """Of the ring samples the dynamometers made between the first and the last one seen, the
+        fraction seen exactly once at the subscriber (median over the lanes)."""
+        ratios = []
+        for lane, seen in self.ring_seen.items():
+            order = self.ring_order[lane]
+            if len(order) < 2:
+                continue
+            span = (max((i - order[0]) % 65536 for i in order)) + 1
+            ratios.append(sum(1 for n in seen.values() if n == 1) / span)
+        return median(ratios)
 
 
 class Coverage:
@@ -163,16 +214,17 @@ async def measure_lanes(workdir: Path, broker: Broker, params: LaneParams) -> di
 
 async def _floor(workdir: Path, broker: Broker, params: LaneParams) -> dict[str, Any]:
     """The floor process on a lane's simulators: its CPU over windows as long as the N-lane ones
-    (it has no start-up to wait out), and its message rate (it must do the lane's work: 30
+    (it has no start-up to wait out), and its message rate (it must do the lane's work: 40
     messages a second)."""
-    lane = BenchLane("F1", workdir / "F1", ("gas-analyzer", "opacimeter", "brake-tester"), LaneRates())
+    lane = BenchLane("F1", workdir / "F1", ("gas-analyzer", "opacimeter", "brake-tester", "dynamometer"),
+                     LaneRates())
     floor: Child | None = None
     try:
         await lane.start_sims()
         await lane.sims_ready()
         floor = Child("floor lane", python_module(
             "laned.bench.floor_lane", "--gas", str(lane.workdir / "gas-analyzer"), "--opac",
-            str(lane.workdir / "opacimeter"), "--brake-port", str(lane.brake_port),
+            str(lane.workdir / "opacimeter"), "--brake-port", str(lane.brake_port), "--dyno-port", str(lane.dyno_port),
             "--broker", f"{broker.host}:{broker.port}", "--root", lane.root), workdir / "floor.log")
         count = [0]
         async with Subscriber(broker.host, broker.port, [f"{lane.root}/live/#"],
@@ -234,12 +286,37 @@ async def _lanes(workdir: Path, broker: Broker, count: int, params: LaneParams) 
         for (_lane, device), n in timer.counts.items():
             rates[device].append(n / elapsed)
         out[f"live_rates_hz{suffix}"] = {device: rounded(median(values), 1) for device, values in rates.items()}
+        lossless = timer.ring_lossless()
+        out[f"dyno_lossless_ratio{suffix}"] = None if lossless is None else rounded(lossless, 4)
         if count == 1:
             out.update(_latency_figures(timer))
+            out["dyno_lossless_ratio"] = out[f"dyno_lossless_ratio{suffix}"]
             out.update(await _result_latency(lanes.lanes[0], broker, params.inspections))
     finally:
         await lanes.stop()
+    if count == 1:
+        out.update(await _dyno_share(workdir.parent / "nodyno", broker, params, out["cpu_lane_pct_core_n1"]))
     return out
+
+
+async def _dyno_share(workdir: Path, broker: Broker, params: LaneParams, with_dyno_pct: float) -> dict[str, Any]:
+    """The dynamometer's share of one lane's CPU: the same lane without it, measured the same way."""
+    lanes = LaneSet(workdir, broker, 1, devices=NO_DYNO, prefix="D")
+    shares: list[float] = []
+    try:
+        await lanes.start()
+        await asyncio.sleep(2.0)
+        for _ in range(params.repeats):
+            meter = CpuMeter(lanes.daemon_pids[0])
+            meter.start()
+            await asyncio.sleep(params.window_s)
+            cpu, wall = meter.read()
+            shares.append(cpu / wall)
+    finally:
+        await lanes.stop()
+    without = (median(shares) or 0.0) * 100
+    return {"cpu_lane_without_dyno_pct_core": rounded(without, 2),
+            "dyno_cpu_share": rounded((with_dyno_pct - without) / with_dyno_pct, 3) if with_dyno_pct else None}
 
 
 def _latency_figures(timer: LiveTimer) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """The floor of figure 4: a bench lane's I/O done with as little Python as it can be.
 
-    python -m laned.bench.floor_lane --gas LINK --opac LINK --brake-port PORT --broker HOST:PORT --root TOPIC
+    python -m laned.bench.floor_lane --gas LINK --opac LINK --brake-port PORT [--dyno-port PORT]
+                                     --broker HOST:PORT --root TOPIC
 
 The same requests and messages as a `laned run` lane at the bench's nominal rates, on the same
 simulators and broker: on one 50 ms grid, READ_MAIN to the gas analyzer every other tick and
 REALTIME to the opacimeter every tick (each reply read at the next tick, as laned does), the brake
 tester's curve ring followed at 10 Hz over Modbus TCP (a block read of the samples since the last
-poll, then a snapshot), and to `{root}/live/{device}` ten QoS-0 messages a second a device, each
+poll, then a snapshot), the dynamometer's 10 Hz ring the same way at 10 Hz over Modbus TCP (the
+samples up to the newest index seen, then the snapshot, input registers 0..19), and to
+`{root}/live/{device}` ten QoS-0 messages a second a device, each
 with the readings since the last (the opacimeter's two). No driver, no
 health, no validation, no reconnecting: raw sockets, struct and json on one asyncio loop. What
 this process costs is what the machine charges for the I/O alone (its wake-ups and system calls)
@@ -34,8 +37,10 @@ import time
 import tty
 
 from protocols import brake_tester as bt
+from protocols import dynamometer as dy
 from protocols import gas_analyzer as ga
 from protocols import opacimeter as op
+from protocols.ring import INDEX_MODULUS
 
 TICK_S = 0.05
 SNAPSHOT = (bt.SNAPSHOT_ADDRESS, bt.SNAPSHOT_COUNT)  # input registers 0..15
@@ -90,7 +95,8 @@ class FloorLane:
         self.opac_request = op.encode_request(op.Command.REALTIME)
         host, port = args.broker.rsplit(":", 1)
         self.mqtt = _connect_mqtt(host, int(port), f"laned-floor-{os.getpid()}".encode())
-        self.topics = {d: f"{args.root}/live/{d}".encode() for d in ("gas-analyzer", "opacimeter", "brake-tester")}
+        self.topics = {d: f"{args.root}/live/{d}".encode()
+                       for d in ("gas-analyzer", "opacimeter", "brake-tester", "dynamometer")}
         self.brake = socket.create_connection(("127.0.0.1", args.brake_port))
         self.brake.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.brake.setblocking(False)
@@ -101,6 +107,18 @@ class FloorLane:
         self.ring = b""
         self.n = 0
         self.opac_readings: list[dict[str, object]] = []
+        self.dyno: socket.socket | None = None
+        if getattr(args, "dyno_port", None):
+            self.dyno = socket.create_connection(("127.0.0.1", args.dyno_port))
+            self.dyno.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.dyno.setblocking(False)
+            self.loop.add_reader(self.dyno, self._dyno_reply)
+        self.dyno_tid = 0
+        self.dyno_step = "idle"  # idle, ring (block read out), snapshot (validating read out)
+        self.dyno_next: int | None = None  # the first ring sample not yet read
+        self.dyno_newest: int | None = None  # the newest index the last snapshot gave
+        self.dyno_first = 0
+        self.dyno_ring = b""
         self.t0 = time.monotonic()
         self.loop.call_at(self.t0 + self.tick_s, self._tick)
 
@@ -143,6 +161,53 @@ class FloorLane:
                                        "right_force_n": registers[2] << 16 | registers[3],
                                        "left_force_dan": pairs[0::2], "right_force_dan": pairs[1::2]})
 
+    def _dyno_modbus(self, address: int, count: int) -> None:
+        assert self.dyno is not None
+        self.dyno_tid = (self.dyno_tid + 1) & 0xFFFF
+        self.dyno.send(struct.pack(">HHHBBHH", self.dyno_tid, 0, 6, 1, 4, address, count))
+
+    def _dyno_poll(self) -> None:
+        """The ring from the first unread sample up to the newest one seen, then the snapshot."""
+        if self.dyno_step != "idle":
+            return
+        if self.dyno_next is None or self.dyno_newest is None:
+            self.dyno_step = "snapshot"
+            self._dyno_modbus(dy.SNAPSHOT_ADDRESS, dy.SNAPSHOT_COUNT)
+            return
+        first = self.dyno_next
+        pending = (self.dyno_newest - first + 1) % INDEX_MODULUS
+        if pending == 0 or pending > INDEX_MODULUS // 2:  # nothing new since the last: the snapshot only
+            self.dyno_first, self.dyno_step = first, "snapshot"
+            self._dyno_modbus(dy.SNAPSHOT_ADDRESS, dy.SNAPSHOT_COUNT)
+            return
+        count = min(41, pending, dy.DEFAULT_RING_SIZE - first % dy.DEFAULT_RING_SIZE)
+        self.dyno_first, self.dyno_step = first, "ring"
+        self._dyno_modbus(dy.ring_address(first), dy.SAMPLE_REGISTERS * count)
+
+    def _dyno_reply(self) -> None:
+        assert self.dyno is not None
+        data = self.dyno.recv(4096)
+        if not data:
+            raise SystemExit("the dynamometer closed the connection")
+        if self.dyno_step == "ring":
+            self.dyno_ring, self.dyno_step = data, "snapshot"
+            self._dyno_modbus(dy.SNAPSHOT_ADDRESS, dy.SNAPSHOT_COUNT)
+            return
+        registers = struct.unpack(">20H", data[9:49])
+        newest = registers[dy.InputRegister.SAMPLE_INDEX]
+        ring = struct.unpack(f">{(len(self.dyno_ring) - 9) // 2}H", self.dyno_ring[9:]) if self.dyno_ring else ()
+        speeds = [v / 100 for v in ring[0::3]]
+        forces = [((h << 16 | lo) ^ 0x80000000) - 0x80000000 for h, lo in zip(ring[1::3], ring[2::3], strict=True)]
+        first = self.dyno_first
+        self.dyno_ring, self.dyno_step = b"", "idle"
+        self.dyno_next = (first + len(speeds)) % INDEX_MODULUS if self.dyno_next is not None else (
+            (newest + 1) % INDEX_MODULUS)
+        self.dyno_newest = newest
+        self._publish("dynamometer", {"lane_time": time.time(), "speed_kmh": registers[0] / 100,
+                                      "state": registers[dy.InputRegister.STATE], "sample_index": newest,
+                                      "first_sample_index": first if speeds else None, "speeds_kmh": speeds,
+                                      "forces_n": forces})
+
     def _read(self, port: io.FileIO) -> bytes:
         return port.read(256) or b""
 
@@ -163,6 +228,8 @@ class FloorLane:
             self._publish("opacimeter", self.opac_readings[-1], *self.opac_readings[:-1])
             self.opac_readings.clear()
         self.opac.write(self.opac_request)
+        if self.dyno is not None and self.n % 2 == 0:
+            self._dyno_poll()
         if self.n % 2 == 0:
             reply = self._read(self.gas)
             if len(reply) >= 20:
@@ -198,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gas", help="gas analyzer pty link")
     parser.add_argument("--opac", help="opacimeter pty link")
     parser.add_argument("--brake-port", type=int, required=True, help="brake tester Modbus TCP port on 127.0.0.1")
+    parser.add_argument("--dyno-port", type=int, default=None, help="dynamometer Modbus TCP port on 127.0.0.1")
     parser.add_argument("--broker", required=True, help="HOST:PORT")
     parser.add_argument("--root", required=True, help="topic root, e.g. laned/v1/BENCH/F1")
     args = parser.parse_args(argv)

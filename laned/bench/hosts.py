@@ -2,6 +2,7 @@
 
     python -m laned.bench.hosts sims --ready FILE [--gas LINK [--spin-before-due-s S]] [--opac LINK]
                                      [--brake-tcp HOST:PORT] [--brake-link PATH] [--brake-control PATH]
+                                     [--dyno-tcp HOST:PORT]
     python -m laned.bench.hosts broker --port PORT --ready FILE
 
 `sims` runs the project's simulators through their own class API (the same ones
@@ -29,6 +30,7 @@ from laned.logging import configure_logging
 #: the manuals' internal update periods: what one count of SEQ / SAMPLE_INDEX stands for
 GAS_TICK_S = 0.1
 OPACIMETER_TICK_S = 0.05
+DYNO_TICK_S = 0.1  # the CD-1's ring: 10 Hz from power-up
 INDEX_MODULUS = 65536
 
 
@@ -77,6 +79,14 @@ async def _serve_sims(args: argparse.Namespace) -> None:
             info["brake_tester"] = {"t0": _origin(brake, "_t0"), "tick_s": 1.0 / rate_hz, "modulus": INDEX_MODULUS,
                                     "tcp_port": brake.tcp_port, "link": args.brake_link,
                                     "control": args.brake_control, "sample_rate_hz": rate_hz}
+        if args.dyno_tcp:
+            from simulators.dynamometer import DynamometerSimulator
+
+            # the rollers empty and still: the ring runs at 10 Hz all the same
+            dyno = await stack.enter_async_context(DynamometerSimulator(
+                "asm-car", tcp=parse_host_port(args.dyno_tcp), fast=True, drive_on=False))
+            info["dynamometer"] = {"t0": _origin(dyno, "_t0"), "tick_s": DYNO_TICK_S, "modulus": INDEX_MODULUS,
+                                   "tcp_port": dyno.tcp_port}
         _write_ready(Path(args.ready), info)
         await _until_terminated()
 
@@ -112,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     sims.add_argument("--brake-link", help="brake tester Modbus RTU pty link (paced as 19200 8E1)")
     sims.add_argument("--brake-control", help="brake tester control socket")
     sims.add_argument("--brake-vehicle", default="gasoline-car")
+    sims.add_argument("--dyno-tcp", help="chassis dynamometer Modbus TCP HOST:PORT")
     broker = sub.add_parser("broker", help="the embedded MQTT broker")
     broker.add_argument("--port", type=int, required=True)
     broker.add_argument("--ready", required=True)

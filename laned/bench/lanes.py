@@ -21,7 +21,7 @@ from laned.broker import free_port
 STATION = "BENCH"
 TOPIC_PREFIX = "laned/v1"
 SIGNING_KEY = "bench-signing-key"
-ALL_DEVICES = ("gas-analyzer", "opacimeter", "brake-tester")
+ALL_DEVICES = ("gas-analyzer", "opacimeter", "brake-tester", "dynamometer")
 
 
 @dataclass
@@ -33,6 +33,9 @@ class LaneRates:
     #: polls a second; with live on, each poll reads the 100 Hz curve ring from where the last one
     #: left off (one block read and one snapshot) and publishes the new samples in one message
     brake_tester_hz: float = 10.0
+    #: polls a second of the dynamometer: each one reads the 10 Hz ring from where the last left off
+    #: (one block read, one snapshot) and publishes the new samples in one message
+    dynamometer_hz: float = 10.0
     live: bool = True  # publish every reading on …/live/{device}
     #: False: the brake tester's live messages carry the state registers only (`follow_curve = false`)
     brake_follow_curve: bool = True
@@ -55,6 +58,7 @@ class BenchLane:
     daemon: Child | None = None
     origins: dict[str, dict[str, Any]] = field(default_factory=dict)
     brake_port: int = 0
+    dyno_port: int = 0
 
     @property
     def root(self) -> str:
@@ -76,6 +80,9 @@ class BenchLane:
         if "brake-tester" in self.devices:
             self.brake_port = free_port()
             argv += ["--brake-tcp", f"127.0.0.1:{self.brake_port}", "--brake-control", str(self.workdir / "brake.ctl")]
+        if "dynamometer" in self.devices:
+            self.dyno_port = free_port()
+            argv += ["--dyno-tcp", f"127.0.0.1:{self.dyno_port}"]
         self.sims = Child(f"{self.name} simulators", python_module("laned.bench.hosts", *argv),
                           self.workdir / "sims.log")
         await self.sims.start()
@@ -83,7 +90,8 @@ class BenchLane:
     async def sims_ready(self) -> None:
         assert self.sims is not None
         info = await wait_ready(self.workdir / "sims.ready", self.sims, timeout_s=60)
-        names = {"gas_analyzer": "gas-analyzer", "opacimeter": "opacimeter", "brake_tester": "brake-tester"}
+        names = {"gas_analyzer": "gas-analyzer", "opacimeter": "opacimeter", "brake_tester": "brake-tester",
+                 "dynamometer": "dynamometer"}
         self.origins = {names[key]: value for key, value in info.items() if key in names}
 
     async def start_daemon(self, broker: Broker) -> None:
@@ -109,6 +117,11 @@ class BenchLane:
                           f"live = {str(self.rates.live).lower()}",
                           f"[devices.{device}.transport]", 'type = "serial"',
                           f'port = "{self.workdir / device}"', ""]
+            elif device == "dynamometer":
+                lines += ["[devices.dynamometer]", 'kind = "dynamometer"', f"poll_hz = {self.rates.dynamometer_hz}",
+                          "reconnect_initial_s = 0.2", f"live = {str(self.rates.live).lower()}",
+                          "[devices.dynamometer.transport]", 'type = "tcp"',
+                          'host = "127.0.0.1"', f"port = {self.dyno_port}", ""]
             else:
                 lines += ["[devices.brake-tester]", 'kind = "brake_tester"', f"poll_hz = {self.rates.brake_tester_hz}",
                           "reconnect_initial_s = 0.2", f"live = {str(self.rates.live).lower()}",

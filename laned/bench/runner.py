@@ -34,7 +34,9 @@ FIGURE_KEYS: dict[str, tuple[str, ...]] = {
     "lanes": ("latency_live_p50_ms", "latency_live_p99_ms", "latency_result_p50_ms", "latency_result_p99_ms",
               "cpu_lane_s_per_min", "cpu_lane_pct_core", "rss_lane_peak_mb", "cpu_floor_pct_core",
               "cpu_lane_over_floor", "live_coverage", "live_duplicates", "latency_live_brake_tester_p99_ms",
-              "latency_live_brake_tester_after_read_p99_ms"),
+              "latency_live_brake_tester_after_read_p99_ms",
+              "latency_live_dynamometer_p50_ms", "latency_live_dynamometer_p99_ms", "dyno_lossless_ratio",
+              "dyno_cpu_share"),
     "outbox": ("outbox_results_per_s", "outbox_drain_10k_s", "outbox_latency_p50_ms", "outbox_latency_p99_ms"),
     "gateway": ("gateway_cpu_ms_per_reading", "gateway_laned_cpu_ms_per_reading", "gateway_cpu_ratio",
                 "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
@@ -191,12 +193,15 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], bool] | None]] = [
     ("  brake tester p50 / p99", "latency_live_brake_tester_p50_ms", "ms", "", None),
     ("  gas analyzer p50 / p99", "latency_live_gas_analyzer_p50_ms", "ms", "", None),
     ("  opacimeter p50 / p99", "latency_live_opacimeter_p50_ms", "ms", "", None),
+    ("  dynamometer p50 / p99", "latency_live_dynamometer_p50_ms", "ms", "", None),
+    ("  dynamometer ring samples seen once", "dyno_lossless_ratio", "", "= 1.0", lambda v: v == 1.0),
     ("3 last measurement -> results p50", "latency_result_p50_ms", "ms", "", None),
     ("3 last measurement -> results p99", "latency_result_p99_ms", "ms", "", None),
     ("4 CPU of one lane", "cpu_lane_pct_core", "% core", "≤ 2", lambda v: v <= 2.0),
     ("  CPU of one lane", "cpu_lane_s_per_min", "s/min", "≤ 1.2", lambda v: v <= 1.2),
     ("  the same I/O, least Python (floor)", "cpu_floor_pct_core", "% core", "", None),
     ("  lane / floor", "cpu_lane_over_floor", "", "", None),
+    ("  the dynamometer's share of the lane", "dyno_cpu_share", "", "", None),
     ("4 peak RSS of one lane", "rss_lane_peak_mb", "MB", "≤ 80", lambda v: v <= 80),
     ("5 outbox results to PUBACK", "outbox_results_per_s", "/s", "", None),
     ("5 drain 10,000 after an outage", "outbox_drain_10k_s", "s", "", None),
@@ -216,7 +221,7 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], bool] | None]] = [
     ("6 laned / gateway CPU per curve sample", "gateway_curve_cpu_ratio", "", "≤ 0.5", lambda v: v <= 0.5),
 ]
 PAIRED = {"latency_live_brake_tester_p50_ms", "latency_live_gas_analyzer_p50_ms", "latency_live_opacimeter_p50_ms",
-          "serial_round_trips_per_s"}
+          "latency_live_dynamometer_p50_ms", "serial_round_trips_per_s"}
 
 
 def _value(document: dict[str, Any], key: str) -> str:

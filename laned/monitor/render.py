@@ -52,7 +52,8 @@ def outbox_and_checks(lane: LaneModel, today: dt.date | None = None) -> str:
     if checks:
         today = today or dt.date.today()
         done = []
-        for key, label in (("last_leak_check", "leak check"), ("last_zero", "zero"), ("last_hc_residue", "HC residue")):
+        for key, label in (("last_leak_check", "leak check"), ("last_zero", "zero"), ("last_hc_residue", "HC residue"),
+                           ("last_dyno_coast_down", "dyno coast-down"), ("last_dyno_parasitic", "dyno parasitic")):
             last = checks.get(key) or {}
             at = _local(last.get("at"))
             if at is not None and at.date() == today:

@@ -26,6 +26,7 @@ FIGURE_KEYS = [
     "curve_rtu_bus_left_fraction", "curve_tcp_bus_left_fraction",
     "latency_live_p50_ms", "latency_live_p99_ms", "latency_result_p50_ms", "latency_result_p99_ms",
     "cpu_lane_s_per_min", "cpu_lane_pct_core", "rss_lane_peak_mb", "cpu_floor_pct_core", "cpu_lane_over_floor",
+    "latency_live_dynamometer_p50_ms", "latency_live_dynamometer_p99_ms", "dyno_lossless_ratio", "dyno_cpu_share",
     "outbox_results_per_s", "outbox_drain_10k_s", "outbox_latency_p50_ms", "outbox_latency_p99_ms",
     "gateway_cpu_ms_per_reading", "gateway_laned_cpu_ms_per_reading", "gateway_cpu_ratio",
     "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
@@ -61,3 +62,4 @@ def test_quick_bench_exits_0_and_writes_every_figure_key(tmp_path: Path) -> None
     # the brake tester's ring samples reach the subscriber through the daemon each exactly once
     assert figures["live_coverage_brake_tester"] == 1.0
     assert figures["live_duplicates_brake_tester"] == 0
+    assert "dynamometer ring samples seen once" in run.stdout and "dynamometer's share" in run.stdout

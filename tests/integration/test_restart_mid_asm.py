@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from simulators.driver import SimulatedDriver
 from simulators.dynamometer import DynamometerSimulator
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
 from tests.e2e_helpers import send_command, start_command
-from tests.helpers import ROOT, subscriber, write_lane_toml
+from tests.helpers import ROOT, laned_command, subscriber, write_lane_toml
 from tests.integration.test_restart_mid_brake import DaemonLog
 
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
@@ -34,21 +33,9 @@ LANE_ROOT = "laned/v1/370100/T1"
 
 
 def start_daemon(config: Path) -> subprocess.Popen[bytes]:
-    """`laned run --simulation` with today's loaded coast-down taken as passed.
-
-    The dynamometer's daily checks are being built beside this branch (`DailyChecks.status()` will
-    say `dynamometer_ready`); until they are merged the daemon is started with the key added here,
-    the one place to change then."""
-    code = (
-        "import runpy, sys\n"
-        "from laned.daily_checks import DailyChecks\n"
-        "status = DailyChecks.status\n"
-        "DailyChecks.status = lambda self: {'dynamometer_ready': True, **status(self)}\n"
-        f"sys.argv = ['laned', 'run', '--simulation', '--config', {str(config)!r}, '--log-format', 'json']\n"
-        "runpy.run_module('laned.cli', run_name='__main__')\n"
-    )
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    """`laned run --simulation` on the lane's config (today's daily checks are in its state dir)."""
+    command = laned_command("run", "--simulation", "--config", str(config), "--log-format", "json")
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 async def registers(port: int) -> tuple[int, bool] | None:
@@ -106,6 +93,7 @@ time_scale = 0.05
             checks = DailyChecks(tmp_path / "state" / "daily-checks.json")
             checks.record("leak_check", True, {"device": "gas-analyzer", "by": "test"})
             checks.record("zero", True, {"device": "gas-analyzer", "by": "test"})
+            checks.record("dyno_coast_down", True, {"device": "dynamometer", "by": "test"})
             person = SimulatedDriver({"gas-analyzer": ga_control, "dynamometer": dyno_control})
             person_task = asyncio.create_task(person.run(broker.host, broker.port, LANE_ROOT))
             stack.callback(person_task.cancel)
