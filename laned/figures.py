@@ -146,3 +146,235 @@ def write_brake_figures(items: list[dict[str, Any]], state_dir: Path, inspection
                             "sha256": hashlib.sha256(text.encode()).hexdigest()})
         if figures:
             item["figures"] = figures
+
+
+# ----- the loaded emissions methods: ASM per phase, lug-down ---------------------------------------
+# Stacked panels, each in its data's own units under one transform (like the brake curves): the
+# polyline points are the item's process-data values themselves (rows without a value are left out).
+
+PANEL_H, PANEL_GAP = 96, 34  # px
+Series = tuple[str, str, list[tuple[float, float]], bool]  # id, colour, (x, y) points, dashed
+
+
+class _Panel:
+    """One panel of a stacked figure: axes, ticks and the `px()` transform of its data ranges."""
+
+    def __init__(self, out: list[str], top: float, x_range: tuple[float, float], ys: list[float],
+                 y_label: str) -> None:
+        self.out, self.top = out, top
+        self.x0, x1 = x_range
+        lo, hi = min([*ys, 0.0]), max([*ys, 1e-9])
+        pad = (hi - lo) * 0.08 or 1.0
+        self.y0, self.y1 = (lo - pad if lo < 0 else lo), hi + pad
+        self.w, self.h = WIDTH - LEFT - RIGHT, PANEL_H
+        self.sx = self.w / max(x1 - self.x0, 1e-9)
+        self.sy = self.h / (self.y1 - self.y0)
+        bottom = top + self.h
+        out.append(f'<g stroke="#333"><line x1="{LEFT}" y1="{bottom}" x2="{LEFT + self.w}" y2="{bottom}"/>'
+                   f'<line x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{bottom}"/></g>')
+        step = _nice_step(x1 - self.x0, 10)
+        for k in range(math.ceil(self.x0 / step), int(x1 / step) + 1):
+            x, _ = self.px(k * step, self.y0)
+            out.append(f'<text x="{x:.1f}" y="{bottom + 12:.1f}" text-anchor="middle">{_fmt(k * step)}</text>')
+        step = _nice_step(self.y1 - self.y0, 3)
+        for k in range(math.ceil(self.y0 / step), int(self.y1 / step) + 1):
+            _, y = self.px(self.x0, k * step)
+            out.append(f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_fmt(k * step)}</text>'
+                       f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + self.w}" y2="{y:.1f}" stroke="#f0f0f0"/>')
+        out.append(f'<text x="{LEFT + 4}" y="{top - 4}" font-weight="bold">{escape(y_label)}</text>')
+
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        return LEFT + (x - self.x0) * self.sx, self.top + (self.y1 - y) * self.sy
+
+    def band(self, ident: str, lo: float, hi: float, label: str) -> None:
+        """A horizontal band (a tolerance) or, with lo == hi, a limit line."""
+        _, ya = self.px(self.x0, hi)
+        _, yb = self.px(self.x0, lo)
+        if lo == hi:
+            self.out.append(f'<line id="{ident}" data-value="{_fmt(lo)}" x1="{LEFT}" y1="{ya:.1f}" '
+                            f'x2="{LEFT + self.w}" y2="{ya:.1f}" stroke="#d62728" stroke-dasharray="6,3"/>')
+        else:
+            self.out.append(f'<rect id="{ident}" data-low="{_fmt(lo)}" data-high="{_fmt(hi)}" x="{LEFT}" '
+                            f'y="{ya:.1f}" width="{self.w}" height="{max(yb - ya, 1):.1f}" fill="#e8f4e8"/>')
+        self.out.append(f'<text x="{LEFT + self.w - 2}" y="{ya - 2:.1f}" text-anchor="end" fill="#666">'
+                        f'{escape(label)}</text>')
+
+    def window(self, ident: str, first: float, last: float, label: str) -> None:
+        """A shaded span of x (a judged window), first … last inclusive of whole seconds."""
+        xa, _ = self.px(first - 0.5, self.y0)
+        xb, _ = self.px(last + 0.5, self.y0)
+        self.out.append(f'<rect id="{ident}" data-first="{_fmt(first)}" data-last="{_fmt(last)}" x="{xa:.1f}" '
+                        f'y="{self.top}" width="{max(xb - xa, 1):.1f}" height="{self.h}" fill="#eeeeee"/>'
+                        f'<text x="{xa + 2:.1f}" y="{self.top + 11}" fill="#666">{escape(label)}</text>')
+
+    def lines(self, series: list[Series]) -> None:
+        transform = (f"translate({LEFT - self.x0 * self.sx:.4f} {self.top + self.y1 * self.sy:.4f}) "
+                     f"scale({self.sx:.6f} {-self.sy:.6f})")
+        for ident, colour, points, dashed in series:
+            text = " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in points)
+            dash = ' stroke-dasharray="4,3"' if dashed else ""
+            self.out.append(f'<polyline id="{ident}" transform="{transform}" points="{text}" fill="none" '
+                            f'stroke="{colour}" stroke-width="1.5" vector-effect="non-scaling-stroke"{dash}/>')
+
+
+def _points(rows: list[dict[str, Any]], x_key: str, y_key: str) -> list[tuple[float, float]]:
+    return [(float(r[x_key]), float(r[y_key])) for r in rows
+            if r.get(x_key) is not None and r.get(y_key) is not None]
+
+
+def _stacked(title: str, panels: int) -> tuple[list[str], int]:
+    height = int(_panel_top(panels)) + 4  # room for the caption under the last panel
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>',
+        f'<text x="{LEFT}" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
+    ], height
+
+
+def _panel_top(k: int) -> float:
+    return TOP + 14 + k * (PANEL_H + PANEL_GAP)
+
+
+ASM_NOMINAL_KMH = {"ASM5025": 25.0, "ASM2540": 40.0}
+ASM_GASES = (("hc", "HC corrected, ppm", "hc_corrected_ppm", "hc_avg_ppm"),
+             ("co", "CO corrected, %", "co_corrected_pct", "co_avg_pct"),
+             ("no", "NO corrected, ppm", "no_corrected_ppm", "no_avg_ppm"))
+
+
+def _second_of(rows: list[dict[str, Any]], t: int) -> int | None:
+    """The phase second (x) of clock time `t` in the last clock run (after the last restart)."""
+    found = [r["second"] for r in rows if r.get("t") == t]
+    return found[-1] if found else None
+
+
+def asm_trace_svg(item: dict[str, Any], mode: str) -> str:
+    """The SVG text of one ASM phase run (`mode` ASM5025 or ASM2540) of a WT item: speed with its band,
+    force with FORCE_TARGET ± tolerance, the corrected HC, CO and NO per second (solid) and their 10 s
+    moving averages (dashed) with the limits; the fast-check window and the judged window shaded.
+    x is the phase's second (fed seconds, from 1); the clock t restarts on a restart, the second does not."""
+    settings = item.get("settings") or {}
+    values = (item.get("values") or {}).get(mode.lower()) or {}
+    rows = [r for r in (item.get("process_data") or {}).get("rows") or []
+            if r.get("phase") == mode and r.get("second") is not None]
+    seconds = [float(r["second"]) for r in rows] or [1.0]
+    x_range = (min(seconds) - 0.5, max(seconds) + 0.5)
+    title = f"{item.get('code')} {mode}: {values.get('decision', '')}"
+    out, _ = _stacked(title, 5)
+    windows: list[tuple[str, int, int, str]] = []
+    response_s, fast_s = int(settings.get("response_s", 10)), int(settings.get("fast_window_s", 10))
+    fast = (_second_of(rows, response_s + 1), _second_of(rows, response_s + fast_s))
+    if fast[0] is not None and fast[1] is not None:
+        windows.append(("fast-window", fast[0], fast[1], f"fast check t = {response_s + 1}…{response_s + fast_s}"))
+    judged = values.get("window_t")
+    if judged and values.get("decision") in ("pass", "fail"):
+        span = (_second_of(rows, judged[0]), _second_of(rows, judged[1]))
+        if span[0] is not None and span[1] is not None:
+            windows.append(("result-window", span[0], span[1], f"result t = {judged[0]}…{judged[1]}"))
+
+    def panel(k: int, ident: str, label: str, keys: tuple[str, ...], extra: list[float]) -> _Panel:
+        series = [(f"{ident}-avg" if n else ident, "#1f77b4", _points(rows, "second", key), n > 0)
+                  for n, key in enumerate(keys)]
+        p = _Panel(out, _panel_top(k), x_range, [y for _, _, pts, _ in series for _, y in pts] + extra, label)
+        for wid, first, last, text in windows:
+            p.window(f"{ident}-{wid}", first, last, text if k == 0 else "")
+        return p
+
+    nominal = ASM_NOMINAL_KMH.get(mode, 0.0)
+    tol = float(settings.get("speed_tolerance_kmh", 2.0))
+    p = panel(0, "speed", "speed, km/h", ("speed_kmh",), [nominal + tol])
+    p.band("speed-band", nominal - tol, nominal + tol, f"{_fmt(nominal)} ± {_fmt(tol)} km/h")
+    p.lines([("speed", "#1f77b4", _points(rows, "second", "speed_kmh"), False)])
+    target = values.get("force_target_n") or next((r["force_target_n"] for r in rows if r.get("force_target_n")), 0)
+    tol = float(target) * float(settings.get("force_tolerance_pct", 5.0)) / 100
+    p = panel(1, "force", "force, N", ("force_n",), [float(target) + tol])
+    p.band("force-band", float(target) - tol, float(target) + tol, f"FORCE_TARGET {target} N ± {_fmt(tol)} N")
+    p.lines([("force", "#1f77b4", _points(rows, "second", "force_n"), False)])
+    for k, (gas, label, key, avg) in enumerate(ASM_GASES, start=2):
+        limit = ((item.get("limits") or {}).get(f"{mode.lower()}_{gas}") or {}).get("value")
+        p = panel(k, gas, label, (key, avg), [] if limit is None else [float(limit)])
+        if limit is not None:
+            p.band(f"{gas}-limit", float(limit), float(limit), f"limit {_fmt(float(limit))}")
+        p.lines([(gas, "#1f77b4", _points(rows, "second", key), False),
+                 (f"{gas}-avg", "#ff7f0e", _points(rows, "second", avg), True)])
+    out.append(f'<text x="{LEFT + (WIDTH - LEFT - RIGHT) / 2:.1f}" y="{_panel_top(5) - 6:.1f}" '
+               f'text-anchor="middle">second of the phase (solid: per second; dashed: 10 s moving average)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+LUG_POINTS = ((2, "point_100", "100 %"), (3, "point_80", "80 %"))
+
+
+def lug_down_trace_svg(item: dict[str, Any]) -> str:
+    """The SVG text of a JZJS item: wheel power over speed during the scan with Pmax at VelMaxHP; then
+    K and NOx per second at the 100 % and 80 % points (x: seconds since the first point second), each
+    point's measuring window shaded with its K and NOx, and the limits."""
+    values = item.get("values") or {}
+    limits = item.get("limits") or {}
+    all_rows = (item.get("process_data") or {}).get("rows") or []
+    scan = [r for r in all_rows if r.get("stage") == 0 and r.get("part") == "scan"]
+    out, _ = _stacked(f"{item.get('code')} lug-down: {item.get('verdict')}", 3)
+    speeds = [float(r["speed_kmh"]) for r in scan if r.get("speed_kmh") is not None] or [0.0, 1.0]
+    powers = [float(r["power_kw"]) for r in scan if r.get("power_kw") is not None]
+    p = _Panel(out, _panel_top(0), (min(speeds), max(speeds)), powers, "wheel power, kW, over speed, km/h (scan)")
+    p.lines([("scan-power", "#1f77b4", _points(scan, "speed_kmh", "power_kw"), False)])
+    pmax, vel = values.get("pmax_kw"), values.get("vel_max_hp_kmh")
+    if pmax is not None and vel is not None:
+        x, y = p.px(vel, pmax)
+        out.append(f'<circle id="pmax" data-speed-kmh="{_fmt(vel)}" data-power-kw="{_fmt(pmax)}" cx="{x:.1f}" '
+                   f'cy="{y:.1f}" r="4" fill="#d62728"/><text x="{x + 6:.1f}" y="{y - 6:.1f}" fill="#d62728">'
+                   f'Pmax {_fmt(pmax)} kW at VelMaxHP {_fmt(vel)} km/h</text>')
+    # the points: rows in order, x = seconds since the first point row; each point's own second n is
+    # its n-th row (the window counts seconds from the target's write, as the point was fed)
+    point_rows = [r for r in all_rows if r.get("stage") in (2, 3)]
+    x_of = {id(r): float(n) for n, r in enumerate(point_rows, start=1)}
+    xs = list(x_of.values()) or [1.0]
+    for k, (key, label, limit_key) in enumerate((("k_m1", "K, m⁻¹", "lug_down_k100"),
+                                                 ("nox_ppm", "NOx, ppm", "lug_down_nox80")), start=1):
+        limit = (limits.get(limit_key) or {}).get("value")
+        ys = [float(r[key]) for r in point_rows if r.get(key) is not None] + ([] if limit is None else [limit])
+        p = _Panel(out, _panel_top(k), (min(xs) - 0.5, max(xs) + 0.5), ys, label)
+        for stage, name, text in LUG_POINTS:
+            mine = [r for r in point_rows if r["stage"] == stage]
+            point = values.get(name) or {}
+            window = point.get("window_s")
+            if window and len(mine) >= window[1]:
+                shown = f"K {point.get('k_m1')} m⁻¹" if key == "k_m1" else f"NOx {point.get('nox_ppm')} ppm"
+                p.window(f"{key}-{name}", x_of[id(mine[window[0] - 1])], x_of[id(mine[window[1] - 1])],
+                         f"{text}: {shown}")
+        if limit is not None:
+            p.band(f"{key}-limit", float(limit), float(limit), f"limit {_fmt(float(limit))}")
+        p.lines([(key, "#1f77b4", [(x_of[id(r)], float(r[key])) for r in point_rows if r.get(key) is not None],
+                  False)])
+    out.append(f'<text x="{LEFT + (WIDTH - LEFT - RIGHT) / 2:.1f}" y="{_panel_top(3) - 6:.1f}" '
+               f'text-anchor="middle">K and NOx: seconds at the points (100 % then 80 % of VelMaxHP)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _write(state_dir: Path, inspection_no: str, name: str, text: str, **fields: Any) -> dict[str, Any]:
+    folder = Path("inspections") / inspection_no
+    (state_dir / folder).mkdir(parents=True, exist_ok=True)
+    (state_dir / folder / name).write_text(text, encoding="utf-8")
+    return {**fields, "path": str(folder / name), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def write_loaded_figures(items: list[dict[str, Any]], state_dir: Path, inspection_no: str) -> None:
+    """Write the ASM item's trace per phase run (`WT-asm5025.svg`, `WT-asm2540.svg`) and the lug-down
+    item's (`JZJS-lug-down.svg`) into `{state_dir}/inspections/{inspection_no}/`, and list them in the
+    item's `figures`. A phase not run, or a test void before any second, gets no picture."""
+    for item in items:
+        rows = (item.get("process_data") or {}).get("rows") or []
+        figures = []
+        if item.get("code") == "WT":
+            for mode in ("ASM5025", "ASM2540"):
+                if any(r.get("phase") == mode and r.get("second") is not None for r in rows):
+                    figures.append(_write(state_dir, inspection_no, f"WT-{mode.lower()}.svg",
+                                          asm_trace_svg(item, mode), kind="asm_trace", phase=mode))
+        elif item.get("code") == "JZJS" and rows:
+            figures.append(_write(state_dir, inspection_no, "JZJS-lug-down.svg", lug_down_trace_svg(item),
+                                  kind="lug_down_trace"))
+        if figures:
+            item["figures"] = figures

@@ -51,8 +51,13 @@ class VehicleInfo(_Model):
 class FigureRef(_Model):
     """A picture the lane drew of an item's process data, kept beside the inspection record."""
 
-    kind: Literal["brake_curves"] = Field(description="brake_curves: left/right force over time, window, F_max")
-    axle_no: int | None = Field(description="the axle whose run it shows")
+    kind: Literal["brake_curves", "asm_trace", "lug_down_trace"] = Field(
+        description="brake_curves: left/right force over time, window, F_max; asm_trace: one ASM phase's speed, "
+        "force and corrected HC/CO/NO per second with bands, limits and windows; lug_down_trace: power over "
+        "speed in the scan with Pmax, K and NOx at the 100 % and 80 % points"
+    )
+    axle_no: int | None = Field(None, description="brake_curves: the axle whose run it shows")
+    phase: str | None = Field(None, description="asm_trace: the phase it shows (ASM5025, ASM2540)")
     path: str = Field(description="where the lane keeps the SVG, relative to its state_dir")
     sha256: str = Field(description="SHA-256 of the SVG file")
 
@@ -68,7 +73,8 @@ class ResultItem(BaseModel):
     verdict: ItemVerdict
     reason: str | None = None
     figures: list[FigureRef] | None = Field(
-        None, description="pictures of the item's process data for the report (brake items: the curves as SVG)"
+        None, description="pictures of the item's process data for the report, as SVG (brake curves, ASM and "
+        "lug-down traces)"
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -214,6 +215,12 @@ async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second
     assert prompts.index("insert_probe") < prompts.index("asm_hold_25") < prompts.index("asm_hold_40") \
         < prompts.index("asm_stop") < prompts.index("remove_probe")
     assert result["verdict"] == "pass"
+    # each phase's trace is written beside the record, as the result says (path and SHA-256)
+    assert [(f["kind"], f["phase"]) for f in wt["figures"]] == [("asm_trace", "ASM5025"), ("asm_trace", "ASM2540")]
+    for figure in wt["figures"]:
+        assert figure["path"].endswith(f"/WT-{figure['phase'].lower()}.svg")
+        path = rig.lane.config.lane.state_dir / figure["path"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == figure["sha256"]
 
 
 async def test_a_dynamometer_unplugged_mid_asm_ends_the_item_not_completed_with_the_pau_off(
