@@ -301,6 +301,12 @@ async def test_lug_down_scans_the_power_and_measures_both_points(
     assert (mode, pau) == (0, False)
     prompts = [e["action"] for e in events if e["type"] == "prompt"]
     assert prompts.index("lug_full_throttle") < prompts.index("lug_release") < prompts.index("remove_probe")
+    # the trace is written beside the record, as the result says
+    [figure] = jz["figures"]
+    assert (figure["kind"], figure["path"]) == ("lug_down_trace", "inspections/" + result["inspection_no"]
+                                                + "/JZJS-lug-down.svg")
+    path = rig.lane.config.lane.state_dir / figure["path"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == figure["sha256"]
 
 
 async def test_an_excursion_restarts_the_clock_and_a_dynamometer_fault_voids_the_phase(
