@@ -48,6 +48,7 @@ from simulators.brake.physics import ProducedSample, TesterModel
 from simulators.brake.rtu_line import PacedRtuBridge
 from simulators.control import ControlServer
 from simulators.line import LineTiming
+from simulators.modbus_faults import ModbusFaults
 
 log = structlog.get_logger("simulators.brake")
 
@@ -62,8 +63,11 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-class BrakeTesterSimulator:
+class BrakeTesterSimulator(ModbusFaults):
     """One simulated tester. Start it in the running event loop (`async with` or start()/close())."""
+
+    device = "brake_tester"
+    fault_log = log
 
     def __init__(
         self,
@@ -241,19 +245,6 @@ class BrakeTesterSimulator:
         self.model.fault_cause = FaultCode(int(code)) if code is not None else None
         self.model.advance_to(now - self._t0 - self._frozen_total)
 
-    def fault_active(self, name: str) -> bool:
-        entry = self.faults.get(name)
-        if entry is None:
-            return False
-        if self.now() >= entry[0]:
-            del self.faults[name]
-            log.info("sim_fault_off", device="brake_tester", fault=name, reason="expired")
-            return False
-        return True
-
-    def fault_params(self, name: str) -> dict[str, Any]:
-        return self.faults.get(name, (0.0, {}))[1]
-
     def inject(self, fault: str, for_s: float | None = None, **params: Any) -> None:
         """Switch a fault on, for `for_s` seconds or until cleared."""
         if fault not in FAULTS:
@@ -272,30 +263,9 @@ class BrakeTesterSimulator:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def clear(self, fault: str | None = None) -> None:
-        self.sync()
-        if fault is None:
-            self.faults.clear()
-        else:
-            self.faults.pop(fault, None)
-        self.sync()
-        log.info("sim_fault_off", device="brake_tester", fault=fault or "all", reason="cleared")
-
     def forced_exception(self) -> int | None:
         self.requests += 1
         return int(self.fault_params("exception").get("code", 4)) if self.fault_active("exception") else None
-
-    def _trace_packet(self, *, rtu: bool) -> Any:
-        def trace(sending: bool, data: bytes) -> bytes:
-            if not sending:
-                return data
-            if self.fault_active("silence"):
-                return b""
-            if rtu and data and self.fault_active("crc_error"):
-                return data[:-1] + bytes([data[-1] ^ 0x5A])
-            return data
-
-        return trace
 
     # ----- what tests and the control socket use ------------------------------------------
 

@@ -51,6 +51,7 @@ from simulators.dyno.config import DynoConfig, load_dyno_config, load_dyno_vehic
 from simulators.dyno.modbus import DynoImage, build_device, map_check
 from simulators.dyno.physics import DynoModel, ProducedSample
 from simulators.line import LineTiming
+from simulators.modbus_faults import ModbusFaults
 
 log = structlog.get_logger("simulators.dynamometer")
 
@@ -60,8 +61,11 @@ TAILPIPE_PERIOD_S = 0.1
 TAILPIPE_RETRY_S = 3.0
 
 
-class DynamometerSimulator:
+class DynamometerSimulator(ModbusFaults):
     """One simulated CD-1. Start it in the running event loop (`async with` or start()/close())."""
+
+    device = "dynamometer"
+    fault_log = log
 
     def __init__(
         self,
@@ -276,19 +280,6 @@ class DynamometerSimulator:
         self.model.fault_cause = FaultCode(int(code)) if code is not None else None
         self.model.advance_to(now - self._t0 - self._frozen_total)
 
-    def fault_active(self, name: str) -> bool:
-        entry = self.faults.get(name)
-        if entry is None:
-            return False
-        if self.now() >= entry[0]:
-            del self.faults[name]
-            log.info("sim_fault_off", device="dynamometer", fault=name, reason="expired")
-            return False
-        return True
-
-    def fault_params(self, name: str) -> dict[str, Any]:
-        return self.faults.get(name, (0.0, {}))[1]
-
     def inject(self, fault: str, for_s: float | None = None, **params: Any) -> None:
         """Switch a fault on, for `for_s` seconds or until cleared."""
         if fault not in FAULTS:
@@ -305,15 +296,6 @@ class DynamometerSimulator:
             self._link_down = True
             self._spawn(self._set_link(up=False), "dyno-link-down")
 
-    def clear(self, fault: str | None = None) -> None:
-        self.sync()
-        if fault is None:
-            self.faults.clear()
-        else:
-            self.faults.pop(fault, None)
-        self.sync()
-        log.info("sim_fault_off", device="dynamometer", fault=fault or "all", reason="cleared")
-
     def forced_exception(self) -> int | None:
         """Called for every request to this unit (after sync): feeds the host watchdog when the
         device answers, and gives the injected exception code, if any."""
@@ -321,18 +303,6 @@ class DynamometerSimulator:
         if not self.fault_active("silence"):
             self.model.note_request()
         return int(self.fault_params("exception").get("code", 4)) if self.fault_active("exception") else None
-
-    def _trace_packet(self, *, rtu: bool) -> Any:
-        def trace(sending: bool, data: bytes) -> bytes:
-            if not sending:
-                return data
-            if self.fault_active("silence"):
-                return b""
-            if rtu and data and self.fault_active("crc_error"):
-                return data[:-1] + bytes([data[-1] ^ 0x5A])
-            return data
-
-        return trace
 
     # ----- what tests and the control socket use ---------------------------------------------------------
 
