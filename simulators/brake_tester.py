@@ -53,7 +53,6 @@ from simulators.modbus_faults import ModbusFaults
 log = structlog.get_logger("simulators.brake")
 
 FAULTS = frozenset({"silence", "crc_error", "exception", "frozen_index", "fault_code", "lost_link"})
-TICK_S = 0.02
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -195,34 +194,6 @@ class BrakeTesterSimulator(ModbusFaults):
                           "not this machine's)") from exc
         self._tcp_server = server
         self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-
-    async def _tcp_down(self) -> None:
-        server, self._tcp_server = self._tcp_server, None
-        if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
-
-    async def _tick(self) -> None:
-        while True:
-            self.sync()
-            down = self.fault_active("lost_link")
-            if down != self._link_down:
-                self._link_down = down
-                try:
-                    await self._set_link(up=not down)
-                except Exception as exc:  # e.g. the TCP port is taken meanwhile: try again next tick
-                    log.error("sim_link_failed", device="brake_tester", up=not down, error=repr(exc))
-                    self._link_down = not down
-            await asyncio.sleep(TICK_S)
-
-    async def _set_link(self, *, up: bool) -> None:
-        log.info("sim_link", device="brake_tester", up=up)
-        if self._bridge is not None:
-            (self._bridge.cable_in if up else self._bridge.cable_out)()
-        if self.tcp_address is not None:
-            if up:
-                await self._tcp_up(self.tcp_address[0], self.tcp_port or self.tcp_address[1])
-            else:
-                await self._tcp_down()
 
     # ----- the clock and the faults ------------------------------------------------------
 

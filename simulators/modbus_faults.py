@@ -2,13 +2,22 @@
 
 A fault is on from `inject()` until its time runs out or `clear()`; while on it changes what the
 device does (each simulator reads `fault_active`/`fault_params` where it matters) and, for
-`silence` and `crc_error`, what goes out on the wire (`_trace_packet`). Each simulator keeps its
-own `inject` (which faults it knows, and what switching one on does there), `now` and `sync`.
+`silence` and `crc_error`, what goes out on the wire (`_trace_packet`); `lost_link` pulls the
+cable: the RTU bridge's and the TCP server's (`_tick`, `_set_link`). Each simulator keeps its own
+`inject` (which faults it knows, and what switching one on does there), `now`, `sync` and `_tcp_up`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
+
+from pymodbus.server import ModbusTcpServer
+
+from simulators.brake.rtu_line import PacedRtuBridge
+
+#: how often the simulators look at their faults (the lost link's cable in and out)
+TICK_S = 0.02
 
 
 class ModbusFaults:
@@ -19,11 +28,19 @@ class ModbusFaults:
     #: the simulator's logger (its events keep the logger name they had)
     fault_log: ClassVar[Any]
     faults: dict[str, tuple[float, dict[str, Any]]]
+    tcp_address: tuple[str, int] | None
+    tcp_port: int | None
+    _tcp_server: ModbusTcpServer | None
+    _bridge: PacedRtuBridge | None
+    _link_down: bool
 
     def now(self) -> float:
         raise NotImplementedError
 
     def sync(self) -> None:
+        raise NotImplementedError
+
+    async def _tcp_up(self, host: str, port: int) -> None:
         raise NotImplementedError
 
     def fault_active(self, name: str) -> bool:
@@ -59,3 +76,33 @@ class ModbusFaults:
             return data
 
         return trace
+
+    # ----- the lost link ---------------------------------------------------------------------------
+
+    async def _tcp_down(self) -> None:
+        server, self._tcp_server = self._tcp_server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+
+    async def _tick(self) -> None:
+        while True:
+            self.sync()
+            down = self.fault_active("lost_link")
+            if down != self._link_down:
+                self._link_down = down
+                try:
+                    await self._set_link(up=not down)
+                except Exception as exc:  # e.g. the TCP port is taken meanwhile: try again next tick
+                    self.fault_log.error("sim_link_failed", device=self.device, up=not down, error=repr(exc))
+                    self._link_down = not down
+            await asyncio.sleep(TICK_S)
+
+    async def _set_link(self, *, up: bool) -> None:
+        self.fault_log.info("sim_link", device=self.device, up=up)
+        if self._bridge is not None:
+            (self._bridge.cable_in if up else self._bridge.cable_out)()
+        if self.tcp_address is not None:
+            if up:
+                await self._tcp_up(self.tcp_address[0], self.tcp_port or self.tcp_address[1])
+            else:
+                await self._tcp_down()
