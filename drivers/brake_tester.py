@@ -118,16 +118,7 @@ class BrakeTesterDriver(ModbusRequests):
         `transport.type` "tcp" (host, port) or "rtu" (port, baudrate, parity, stopbits), `unit_id`,
         `timeout_ms`, `retries`, `poll_hz`; `kwargs` (backoff, errors_to_disconnect, follow_curve) go to
         the driver."""
-        t = config.transport
-        timeout_s = config.timeout_ms / 1000
-        if t.type == "tcp":
-            link = ModbusLink(transport="tcp", host=t.host, tcp_port=t.port, unit_id=config.unit_id,
-                              timeout_s=timeout_s)
-        elif t.type == "rtu":
-            link = ModbusLink(transport="rtu", serial_port=t.port, baudrate=t.baudrate, parity=t.parity,
-                              stopbits=t.stopbits, unit_id=config.unit_id, timeout_s=timeout_s)
-        else:
-            raise ValueError(f"brake tester {name}: transport type {t.type!r}, use tcp or rtu")
+        link = ModbusLink.from_device_config(f"brake tester {name}", config)
         return cls(name, link, retries=config.retries, poll_hz=config.poll_hz, **kwargs)
 
     # ----- life cycle (_open, _close and the requests: drivers/modbus_device.py) ----------------

@@ -92,16 +92,7 @@ class DynamometerDriver(ModbusRequests):
     @classmethod
     def from_config(cls, name: str, config: Any, **kwargs: Any) -> DynamometerDriver:
         """From the daemon's device table (read by attribute: drivers never import laned/)."""
-        t = config.transport
-        timeout_s = config.timeout_ms / 1000
-        if t.type == "tcp":
-            link = ModbusLink(transport="tcp", host=t.host, tcp_port=t.port, unit_id=config.unit_id,
-                              timeout_s=timeout_s)
-        elif t.type == "rtu":
-            link = ModbusLink(transport="rtu", serial_port=t.port, baudrate=t.baudrate, parity=t.parity,
-                              stopbits=t.stopbits, unit_id=config.unit_id, timeout_s=timeout_s)
-        else:
-            raise ValueError(f"dynamometer {name}: transport type {t.type!r}, use tcp or rtu")
+        link = ModbusLink.from_device_config(f"dynamometer {name}", config)
         return cls(name, link, retries=config.retries, poll_hz=config.poll_hz, **kwargs)
 
     def _exception_meaning(self, raw: int) -> str:

@@ -86,6 +86,20 @@ class ModbusLink:
             )
         return cls(**dict(data))
 
+    @classmethod
+    def from_device_config(cls, device: str, config: Any) -> ModbusLink:
+        """From a device's entry in the daemon's device table (read by attribute: drivers never import
+        laned/): `transport.type` "tcp" (host, port) or "rtu" (port, baudrate, parity, stopbits),
+        `unit_id`, `timeout_ms`; ValueError naming `device` (e.g. "dynamometer dyno") for another type."""
+        t = config.transport
+        timeout_s = config.timeout_ms / 1000
+        if t.type == "tcp":
+            return cls(transport="tcp", host=t.host, tcp_port=t.port, unit_id=config.unit_id, timeout_s=timeout_s)
+        if t.type == "rtu":
+            return cls(transport="rtu", serial_port=t.port, baudrate=t.baudrate, parity=t.parity,
+                       stopbits=t.stopbits, unit_id=config.unit_id, timeout_s=timeout_s)
+        raise ValueError(f"{device}: transport type {t.type!r}, use tcp or rtu")
+
     @property
     def where(self) -> str:
         return f"{self.host}:{self.tcp_port}" if self.transport == "tcp" else self.serial_port

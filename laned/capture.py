@@ -32,7 +32,8 @@ from typing import Literal, Protocol
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from laned.capture_journal import CaptureJournal, JournalCapture, JournalPhoto
+from laned.capture_journal import CaptureJournal, JournalCapture
+from laned.capture_journal import StoredPhoto as StoredPhoto
 from laned.errors import ConfigError
 from laned.private_files import private_dir
 from protocols.datafiles import CONFIG_DIR
@@ -221,16 +222,6 @@ class CaptureInspection:
 
 
 @dataclass(frozen=True)
-class StoredPhoto:
-    photo: str
-    sha256: str
-    path: str
-    size_bytes: int
-    taken_at: datetime  # the PDA's clock
-    received_at: datetime  # the lane's clock
-
-
-@dataclass(frozen=True)
 class CompletedCapture:
     """The inspection's one capture, every listed photo verified and stored."""
 
@@ -280,10 +271,7 @@ class _Capture:
         )
 
     def to_journal(self) -> JournalCapture:
-        return JournalCapture(payload=self.payload, received_at=self.received_at, photos=tuple(
-            JournalPhoto(photo=p.photo, sha256=p.sha256, path=p.path, size_bytes=p.size_bytes,
-                         taken_at=p.taken_at, received_at=p.received_at)
-            for p in self.photos.values()))
+        return JournalCapture(payload=self.payload, received_at=self.received_at, photos=tuple(self.photos.values()))
 
 
 @dataclass(frozen=True)
@@ -384,9 +372,7 @@ class CaptureAssembler:
                 entry = parsed.photo(photo.photo)
                 if entry is None or entry.sha256 != photo.sha256 or not self._store.has(photo.sha256):
                     continue  # not in the store any more: missing again, the PDA sends it again
-                capture.photos[photo.photo] = StoredPhoto(
-                    photo=photo.photo, sha256=photo.sha256, path=photo.path, size_bytes=photo.size_bytes,
-                    taken_at=photo.taken_at, received_at=photo.received_at)
+                capture.photos[photo.photo] = photo
             self._captures[parsed.capture_id] = capture
             log.warning("pda_capture_restored", capture_id=parsed.capture_id,
                         inspection_no=inspection.inspection_no, missing_photos=capture.missing())

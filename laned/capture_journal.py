@@ -27,7 +27,10 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
-class JournalPhoto:
+class StoredPhoto:
+    """A capture's photo verified and in the photo store: what the lane keeps of it and what the
+    journal writes down (laned/capture.py uses the same record for both)."""
+
     photo: str
     sha256: str
     path: str
@@ -40,7 +43,7 @@ class JournalPhoto:
 class JournalCapture:
     payload: bytes  # the document as received (its bytes again after the restart)
     received_at: datetime
-    photos: tuple[JournalPhoto, ...]
+    photos: tuple[StoredPhoto, ...]
 
 
 class CaptureJournal:
@@ -86,10 +89,10 @@ class CaptureJournal:
                     payload=c["document"].encode("utf-8"),
                     received_at=datetime.fromisoformat(c["received_at"]),
                     photos=tuple(
-                        JournalPhoto(photo=p["photo"], sha256=p["sha256"], path=p["path"],
-                                     size_bytes=int(p["size_bytes"]),
-                                     taken_at=datetime.fromisoformat(p["taken_at"]),
-                                     received_at=datetime.fromisoformat(p["received_at"]))
+                        StoredPhoto(photo=p["photo"], sha256=p["sha256"], path=p["path"],
+                                    size_bytes=int(p["size_bytes"]),
+                                    taken_at=datetime.fromisoformat(p["taken_at"]),
+                                    received_at=datetime.fromisoformat(p["received_at"]))
                         for p in c["photos"]
                     ),
                 )

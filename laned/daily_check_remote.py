@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -27,7 +26,7 @@ import structlog
 
 from laned.config import LaneConfig
 from laned.lane_lock import LockOwner
-from laned.mqtt import Topics
+from laned.mqtt import Topics, login_kwargs
 from laned.procedures.emissions_items import settings_from
 from laned.settings.daily_checks import DailyCheckSettings
 
@@ -53,17 +52,7 @@ def _client_kwargs(config: LaneConfig, identifier: str) -> dict[str, Any]:
         "protocol": aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311,
         "timeout": 10,
     }
-    if mqtt.username:
-        kwargs["username"] = mqtt.username
-        kwargs["password"] = mqtt.resolved_password()
-    if mqtt.tls.enabled:
-        context = ssl.create_default_context(cafile=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
-        if mqtt.tls.cert_file and mqtt.tls.key_file:
-            context.load_cert_chain(str(mqtt.tls.cert_file), str(mqtt.tls.key_file))
-        if mqtt.tls.insecure:
-            context.check_hostname = False
-        kwargs["tls_context"] = context
-        kwargs["tls_insecure"] = mqtt.tls.insecure
+    kwargs.update(login_kwargs(mqtt))
     return kwargs
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import aiomqtt
 import structlog
 
-from laned.config import LaneConfig
+from laned.config import LaneConfig, MqttConfig
 from laned.outbox import Outbox, Pending
 
 log = structlog.get_logger("laned.mqtt")
@@ -107,6 +107,28 @@ def connect_failure_fields(config: LaneConfig, exc: Exception, host: str | None 
     elif "WRONG_VERSION_NUMBER" in error or "record layer failure" in error:
         fields["hint"] = "the broker's port does not speak TLS: check mqtt.port (8883 is usual for TLS)"
     return fields
+
+
+def login_kwargs(mqtt: MqttConfig) -> dict[str, Any]:
+    """aiomqtt.Client keyword arguments that log in to the lane's broker as `mqtt` says: username and
+    password (the password file read now) and the TLS context; empty when it asks for neither.
+
+    The one place the daemon, `laned daily-check` through the daemon and the tools' `--config`
+    (laned/station_client.py) build them, so the three log in alike. OSError (ssl.SSLError is
+    one) when the password file or a TLS file cannot be read."""
+    kwargs: dict[str, Any] = {}
+    if mqtt.username:
+        kwargs["username"] = mqtt.username
+        kwargs["password"] = mqtt.resolved_password()
+    if mqtt.tls.enabled:
+        context = ssl.create_default_context(cafile=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
+        if mqtt.tls.cert_file and mqtt.tls.key_file:
+            context.load_cert_chain(str(mqtt.tls.cert_file), str(mqtt.tls.key_file))
+        if mqtt.tls.insecure:
+            context.check_hostname = False
+        kwargs["tls_context"] = context
+        kwargs["tls_insecure"] = mqtt.tls.insecure
+    return kwargs
 
 
 class MqttLink:
@@ -222,17 +244,7 @@ class MqttLink:
             kwargs["will"] = aiomqtt.Will(self.topics.status, self._will_payload(), qos=1, retain=True)
         if mqtt.protocol != "5":
             kwargs["clean_session"] = True
-        if mqtt.username:
-            kwargs["username"] = mqtt.username
-            kwargs["password"] = mqtt.resolved_password()
-        if mqtt.tls.enabled:
-            context = ssl.create_default_context(cafile=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
-            if mqtt.tls.cert_file and mqtt.tls.key_file:
-                context.load_cert_chain(str(mqtt.tls.cert_file), str(mqtt.tls.key_file))
-            if mqtt.tls.insecure:
-                context.check_hostname = False
-            kwargs["tls_context"] = context
-            kwargs["tls_insecure"] = mqtt.tls.insecure
+        kwargs.update(login_kwargs(mqtt))
         return kwargs
 
     async def run(self) -> None:

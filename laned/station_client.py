@@ -9,7 +9,6 @@ broker, credentials, TLS and topic prefix as the daemon) or by `--broker HOST:PO
 from __future__ import annotations
 
 import argparse
-import ssl
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,22 +62,12 @@ def target_from_args(args: argparse.Namespace) -> Target:
     missing or wrong."""
     if args.config is not None:
         from laned.config import load_config
+        from laned.mqtt import login_kwargs
 
         config = load_config(args.config)
         mqtt = config.mqtt
-        client: dict[str, Any] = {}
         try:
-            if mqtt.username:
-                client["username"] = mqtt.username
-                client["password"] = mqtt.resolved_password()
-            if mqtt.tls.enabled:
-                context = ssl.create_default_context(cafile=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
-                if mqtt.tls.cert_file and mqtt.tls.key_file:
-                    context.load_cert_chain(str(mqtt.tls.cert_file), str(mqtt.tls.key_file))
-                if mqtt.tls.insecure:
-                    context.check_hostname = False
-                client["tls_context"] = context
-                client["tls_insecure"] = mqtt.tls.insecure
+            client = login_kwargs(mqtt)
         except OSError as exc:  # ssl.SSLError is one too
             raise ConfigError(str(args.config), [f"mqtt: cannot read the password file or TLS files: {exc}"]) from None
         return Target(

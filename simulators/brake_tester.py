@@ -48,11 +48,11 @@ from simulators.brake.physics import ProducedSample, TesterModel
 from simulators.brake.rtu_line import PacedRtuBridge
 from simulators.control import ControlServer
 from simulators.line import LineTiming
+from simulators.modbus_faults import ModbusFaults
 
 log = structlog.get_logger("simulators.brake")
 
 FAULTS = frozenset({"silence", "crc_error", "exception", "frozen_index", "fault_code", "lost_link"})
-TICK_S = 0.02
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -62,8 +62,11 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-class BrakeTesterSimulator:
+class BrakeTesterSimulator(ModbusFaults):
     """One simulated tester. Start it in the running event loop (`async with` or start()/close())."""
+
+    device = "brake_tester"
+    fault_log = log
 
     def __init__(
         self,
@@ -192,34 +195,6 @@ class BrakeTesterSimulator:
         self._tcp_server = server
         self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
-    async def _tcp_down(self) -> None:
-        server, self._tcp_server = self._tcp_server, None
-        if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
-
-    async def _tick(self) -> None:
-        while True:
-            self.sync()
-            down = self.fault_active("lost_link")
-            if down != self._link_down:
-                self._link_down = down
-                try:
-                    await self._set_link(up=not down)
-                except Exception as exc:  # e.g. the TCP port is taken meanwhile: try again next tick
-                    log.error("sim_link_failed", device="brake_tester", up=not down, error=repr(exc))
-                    self._link_down = not down
-            await asyncio.sleep(TICK_S)
-
-    async def _set_link(self, *, up: bool) -> None:
-        log.info("sim_link", device="brake_tester", up=up)
-        if self._bridge is not None:
-            (self._bridge.cable_in if up else self._bridge.cable_out)()
-        if self.tcp_address is not None:
-            if up:
-                await self._tcp_up(self.tcp_address[0], self.tcp_port or self.tcp_address[1])
-            else:
-                await self._tcp_down()
-
     # ----- the clock and the faults ------------------------------------------------------
 
     def now(self) -> float:
@@ -241,19 +216,6 @@ class BrakeTesterSimulator:
         self.model.fault_cause = FaultCode(int(code)) if code is not None else None
         self.model.advance_to(now - self._t0 - self._frozen_total)
 
-    def fault_active(self, name: str) -> bool:
-        entry = self.faults.get(name)
-        if entry is None:
-            return False
-        if self.now() >= entry[0]:
-            del self.faults[name]
-            log.info("sim_fault_off", device="brake_tester", fault=name, reason="expired")
-            return False
-        return True
-
-    def fault_params(self, name: str) -> dict[str, Any]:
-        return self.faults.get(name, (0.0, {}))[1]
-
     def inject(self, fault: str, for_s: float | None = None, **params: Any) -> None:
         """Switch a fault on, for `for_s` seconds or until cleared."""
         if fault not in FAULTS:
@@ -272,30 +234,9 @@ class BrakeTesterSimulator:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def clear(self, fault: str | None = None) -> None:
-        self.sync()
-        if fault is None:
-            self.faults.clear()
-        else:
-            self.faults.pop(fault, None)
-        self.sync()
-        log.info("sim_fault_off", device="brake_tester", fault=fault or "all", reason="cleared")
-
     def forced_exception(self) -> int | None:
         self.requests += 1
         return int(self.fault_params("exception").get("code", 4)) if self.fault_active("exception") else None
-
-    def _trace_packet(self, *, rtu: bool) -> Any:
-        def trace(sending: bool, data: bytes) -> bytes:
-            if not sending:
-                return data
-            if self.fault_active("silence"):
-                return b""
-            if rtu and data and self.fault_active("crc_error"):
-                return data[:-1] + bytes([data[-1] ^ 0x5A])
-            return data
-
-        return trace
 
     # ----- what tests and the control socket use ------------------------------------------
 

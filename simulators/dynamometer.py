@@ -51,17 +51,20 @@ from simulators.dyno.config import DynoConfig, load_dyno_config, load_dyno_vehic
 from simulators.dyno.modbus import DynoImage, build_device, map_check
 from simulators.dyno.physics import DynoModel, ProducedSample
 from simulators.line import LineTiming
+from simulators.modbus_faults import ModbusFaults
 
 log = structlog.get_logger("simulators.dynamometer")
 
 FAULTS = frozenset({"silence", "crc_error", "exception", "frozen_index", "fault_code", "lost_link"})
-TICK_S = 0.02
 TAILPIPE_PERIOD_S = 0.1
 TAILPIPE_RETRY_S = 3.0
 
 
-class DynamometerSimulator:
+class DynamometerSimulator(ModbusFaults):
     """One simulated CD-1. Start it in the running event loop (`async with` or start()/close())."""
+
+    device = "dynamometer"
+    fault_log = log
 
     def __init__(
         self,
@@ -184,34 +187,6 @@ class DynamometerSimulator:
         self._tcp_server = server
         self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
-    async def _tcp_down(self) -> None:
-        server, self._tcp_server = self._tcp_server, None
-        if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
-
-    async def _tick(self) -> None:
-        while True:
-            self.sync()
-            down = self.fault_active("lost_link")
-            if down != self._link_down:
-                self._link_down = down
-                try:
-                    await self._set_link(up=not down)
-                except Exception as exc:  # e.g. the TCP port is taken meanwhile: try again next tick
-                    log.error("sim_link_failed", device="dynamometer", up=not down, error=repr(exc))
-                    self._link_down = not down
-            await asyncio.sleep(TICK_S)
-
-    async def _set_link(self, *, up: bool) -> None:
-        log.info("sim_link", device="dynamometer", up=up)
-        if self._bridge is not None:
-            (self._bridge.cable_in if up else self._bridge.cable_out)()
-        if self.tcp_address is not None:
-            if up:
-                await self._tcp_up(self.tcp_address[0], self.tcp_port or self.tcp_address[1])
-            else:
-                await self._tcp_down()
-
     # ----- tailpipe coupling ----------------------------------------------------------------------------
 
     async def _tailpipe_loop(self) -> None:
@@ -276,19 +251,6 @@ class DynamometerSimulator:
         self.model.fault_cause = FaultCode(int(code)) if code is not None else None
         self.model.advance_to(now - self._t0 - self._frozen_total)
 
-    def fault_active(self, name: str) -> bool:
-        entry = self.faults.get(name)
-        if entry is None:
-            return False
-        if self.now() >= entry[0]:
-            del self.faults[name]
-            log.info("sim_fault_off", device="dynamometer", fault=name, reason="expired")
-            return False
-        return True
-
-    def fault_params(self, name: str) -> dict[str, Any]:
-        return self.faults.get(name, (0.0, {}))[1]
-
     def inject(self, fault: str, for_s: float | None = None, **params: Any) -> None:
         """Switch a fault on, for `for_s` seconds or until cleared."""
         if fault not in FAULTS:
@@ -305,15 +267,6 @@ class DynamometerSimulator:
             self._link_down = True
             self._spawn(self._set_link(up=False), "dyno-link-down")
 
-    def clear(self, fault: str | None = None) -> None:
-        self.sync()
-        if fault is None:
-            self.faults.clear()
-        else:
-            self.faults.pop(fault, None)
-        self.sync()
-        log.info("sim_fault_off", device="dynamometer", fault=fault or "all", reason="cleared")
-
     def forced_exception(self) -> int | None:
         """Called for every request to this unit (after sync): feeds the host watchdog when the
         device answers, and gives the injected exception code, if any."""
@@ -321,18 +274,6 @@ class DynamometerSimulator:
         if not self.fault_active("silence"):
             self.model.note_request()
         return int(self.fault_params("exception").get("code", 4)) if self.fault_active("exception") else None
-
-    def _trace_packet(self, *, rtu: bool) -> Any:
-        def trace(sending: bool, data: bytes) -> bytes:
-            if not sending:
-                return data
-            if self.fault_active("silence"):
-                return b""
-            if rtu and data and self.fault_active("crc_error"):
-                return data[:-1] + bytes([data[-1] ^ 0x5A])
-            return data
-
-        return trace
 
     # ----- what tests and the control socket use ---------------------------------------------------------
 

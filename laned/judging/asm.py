@@ -24,6 +24,8 @@ from typing import Literal
 
 from laned.judging.limits import AsmPhaseLimits, CitedValue, check
 from laned.judging.rounding import _PRECISION, Check, Number, round_half_away, to_decimal
+from laned.judging.rounding import decimal_mean as _mean
+from laned.judging.rounding import decimal_mean_or_none as _mean_or_none
 from laned.settings.asm import AsmSettings
 
 Mode = Literal["ASM5025", "ASM2540"]
@@ -214,16 +216,6 @@ class AsmPhaseResult:
     kh: Decimal | None = None
     void_reason: str | None = None
     thresholds: dict[str, Decimal] = field(default_factory=dict)  # fast pass / fast fail levels used
-
-
-def _mean(values: Sequence[Decimal]) -> Decimal:
-    with localcontext(_PRECISION):
-        return sum(values, ZERO) / len(values)
-
-
-def _mean_or_none(values: Sequence[Decimal | None]) -> Decimal | None:
-    present = [v for v in values if v is not None]
-    return _mean(present) if present else None
 
 
 class AsmPhase:

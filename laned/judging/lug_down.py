@@ -23,19 +23,11 @@ from typing import Literal
 
 from laned.judging.limits import CitedValue, EmissionsLimits, LimitsError, LugDownLimits, LugDownSet, check
 from laned.judging.rounding import _PRECISION, Check, Number, round_half_away, to_decimal
+from laned.judging.rounding import decimal_mean as _mean
+from laned.judging.rounding import decimal_mean_or_none as _mean_or_none
 from laned.settings.lug_down import LugDownSettings
 
 ZERO = Decimal(0)
-
-
-def _mean(values: Sequence[Decimal]) -> Decimal:
-    with localcontext(_PRECISION):
-        return sum(values, ZERO) / len(values)
-
-
-def _mean_or_none(values: Sequence[Decimal | None]) -> Decimal | None:
-    present = [v for v in values if v is not None]
-    return _mean(present) if present else None
 
 
 def _opt(value: Number | None) -> Decimal | None:

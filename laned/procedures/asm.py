@@ -251,15 +251,10 @@ class AsmTest:
     def _outcome(self, phases: list[AsmPhaseResult]) -> ItemOutcome:
         ctx = self.ctx
         verdict = judge_asm(phases, self.s)
-        seconds = self.seconds
         item = asm_item(
             verdict,
             ambient={**env_fields(self.env), "source": f"{self.analyzer.name} READ_ENV"},
-            process_data={
-                "interval_s": 1, "started_at": self.started_at.isoformat(), "first_index": seconds.i0,
-                "end_index": seconds.end_index, "seconds": seconds.seconds, "samples": seconds.samples,
-                "rows": self.rows,
-            },
+            process_data=self.seconds.process_data(self.started_at, self.rows),
             settings=self.s.model_dump(),
             pre_checks=self.pre_checks,
         )

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -96,6 +97,15 @@ class DynoSeconds:
     def end_index(self) -> int:
         """The index after the last sample of the last complete second."""
         return (self.i0 + 10 * self.seconds) % INDEX_MODULUS
+
+    def process_data(self, started_at: datetime, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The item's per-second process data (ASM and lug-down alike): the test's `rows`, one a
+        second, with where they stand in the ring (first and end index, seconds and samples)."""
+        return {
+            "interval_s": 1, "started_at": started_at.isoformat(), "first_index": self.i0,
+            "end_index": self.end_index, "seconds": self.seconds, "samples": self.samples,
+            "rows": rows,
+        }
 
     async def next_second(self, ctx: InspectionContext, *, alive: Any = None, timeout_s: float = 5.0) -> TimedSecond:
         """The next complete second (waiting for it; ProcedureError when none comes for `timeout_s`

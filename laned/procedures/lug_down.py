@@ -302,15 +302,10 @@ class LugDownTest:
                                  rated_rpm=self.rated_rpm, idle_rpm=self.idle_rpm, void_reasons=self.void)
         for flag in verdict.flags:
             ctx.warn(flag)
-        seconds = self.seconds
         item = lug_down_item(
             verdict, targets=self.targets,
             ambient={**env_fields(self.env), "source": f"{self.analyzer.name} READ_ENV"},
-            process_data={
-                "interval_s": 1, "started_at": self.started_at.isoformat(), "first_index": seconds.i0,
-                "end_index": seconds.end_index, "seconds": seconds.seconds, "samples": seconds.samples,
-                "rows": self.rows,
-            },
+            process_data=self.seconds.process_data(self.started_at, self.rows),
             settings=self.s.model_dump(),
         )
         if ctx.state_dir is not None:  # the traces as pictures for the report; never at the cost of the result

@@ -1,0 +1,108 @@
+"""The timed faults of the two Modbus simulators (brake tester, dynamometer), written once.
+
+A fault is on from `inject()` until its time runs out or `clear()`; while on it changes what the
+device does (each simulator reads `fault_active`/`fault_params` where it matters) and, for
+`silence` and `crc_error`, what goes out on the wire (`_trace_packet`); `lost_link` pulls the
+cable: the RTU bridge's and the TCP server's (`_tick`, `_set_link`). Each simulator keeps its own
+`inject` (which faults it knows, and what switching one on does there), `now`, `sync` and `_tcp_up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from pymodbus.server import ModbusTcpServer
+
+from simulators.brake.rtu_line import PacedRtuBridge
+
+#: how often the simulators look at their faults (the lost link's cable in and out)
+TICK_S = 0.02
+
+
+class ModbusFaults:
+    """Mixin: `faults` {name: (until, params)}, on the simulator's clock `now()`."""
+
+    #: the device's name in the log events ("brake_tester", "dynamometer")
+    device: ClassVar[str]
+    #: the simulator's logger (its events keep the logger name they had)
+    fault_log: ClassVar[Any]
+    faults: dict[str, tuple[float, dict[str, Any]]]
+    tcp_address: tuple[str, int] | None
+    tcp_port: int | None
+    _tcp_server: ModbusTcpServer | None
+    _bridge: PacedRtuBridge | None
+    _link_down: bool
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    async def _tcp_up(self, host: str, port: int) -> None:
+        raise NotImplementedError
+
+    def fault_active(self, name: str) -> bool:
+        entry = self.faults.get(name)
+        if entry is None:
+            return False
+        if self.now() >= entry[0]:
+            del self.faults[name]
+            self.fault_log.info("sim_fault_off", device=self.device, fault=name, reason="expired")
+            return False
+        return True
+
+    def fault_params(self, name: str) -> dict[str, Any]:
+        return self.faults.get(name, (0.0, {}))[1]
+
+    def clear(self, fault: str | None = None) -> None:
+        self.sync()
+        if fault is None:
+            self.faults.clear()
+        else:
+            self.faults.pop(fault, None)
+        self.sync()
+        self.fault_log.info("sim_fault_off", device=self.device, fault=fault or "all", reason="cleared")
+
+    def _trace_packet(self, *, rtu: bool) -> Any:
+        def trace(sending: bool, data: bytes) -> bytes:
+            if not sending:
+                return data
+            if self.fault_active("silence"):
+                return b""
+            if rtu and data and self.fault_active("crc_error"):
+                return data[:-1] + bytes([data[-1] ^ 0x5A])
+            return data
+
+        return trace
+
+    # ----- the lost link ---------------------------------------------------------------------------
+
+    async def _tcp_down(self) -> None:
+        server, self._tcp_server = self._tcp_server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+
+    async def _tick(self) -> None:
+        while True:
+            self.sync()
+            down = self.fault_active("lost_link")
+            if down != self._link_down:
+                self._link_down = down
+                try:
+                    await self._set_link(up=not down)
+                except Exception as exc:  # e.g. the TCP port is taken meanwhile: try again next tick
+                    self.fault_log.error("sim_link_failed", device=self.device, up=not down, error=repr(exc))
+                    self._link_down = not down
+            await asyncio.sleep(TICK_S)
+
+    async def _set_link(self, *, up: bool) -> None:
+        self.fault_log.info("sim_link", device=self.device, up=up)
+        if self._bridge is not None:
+            (self._bridge.cable_in if up else self._bridge.cable_out)()
+        if self.tcp_address is not None:
+            if up:
+                await self._tcp_up(self.tcp_address[0], self.tcp_port or self.tcp_address[1])
+            else:
+                await self._tcp_down()
