@@ -98,7 +98,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     verdict = "OK" if not warnings else "valid, with warnings"
     print(
         f"{path}: {verdict} — station {config.lane.station}, lane {config.lane.lane}, "
-        f"broker {config.mqtt.host}:{config.mqtt.port} (MQTT {config.mqtt.protocol}), devices: {devices}"
+        f"broker {', '.join(f'{h}:{p}' for h, p in config.mqtt.brokers)} (MQTT {config.mqtt.protocol}), "
+        f"devices: {devices}"
     )
     for line in warnings:
         print(f"  warning: {line}")

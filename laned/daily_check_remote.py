@@ -41,12 +41,13 @@ CHECKS_TIME_S = 600.0
 EXIT_NOT_RUN = 3
 
 
-def _client_kwargs(config: LaneConfig, identifier: str) -> dict[str, Any]:
-    """The lane's broker, credentials and TLS as `laned run` uses them, under another client id, no will."""
+def _client_kwargs(config: LaneConfig, identifier: str, broker: tuple[str, int]) -> dict[str, Any]:
+    """One of the lane's brokers, credentials and TLS as `laned run` uses them, under another client
+    id, no will."""
     mqtt = config.mqtt
     kwargs: dict[str, Any] = {
-        "hostname": mqtt.host,
-        "port": mqtt.port,
+        "hostname": broker[0],
+        "port": broker[1],
         "identifier": identifier,
         "keepalive": mqtt.keepalive_s,
         "protocol": aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311,
@@ -79,20 +80,23 @@ async def run_through_daemon(
     lane_name = f"{config.lane.station}/{config.lane.lane}"
     say(f"laned: lane {lane_name} is run by {owner.describe()}: the daily checks run there "
         f"({topics.cmd('daily-check')}, request {request_id})")
-    broker = f"{config.mqtt.host}:{config.mqtt.port}"
     identifier = f"{config.client_id}-daily-check-{os.getpid()}"
-    try:
-        async with aiomqtt.Client(**_client_kwargs(config, identifier)) as client:
-            for topic in (topics.reply(request_id), topics.event, topics.status):
-                await client.subscribe(topic, qos=1)
-            await client.publish(topics.cmd("daily-check"), json.dumps(command).encode(), qos=1, timeout=10)
-            finish_timeout_s = settings_from(config.inspection, "daily_checks", DailyCheckSettings).ready_timeout_s
-            return await _follow(client, topics, request_id, lane_name, say, reply_timeout_s=reply_timeout_s,
-                                 finish_timeout_s=finish_timeout_s + CHECKS_TIME_S)
-    except aiomqtt.MqttError as exc:
-        say(f"laned: cannot reach the lane's broker {broker} to ask the running lane: {exc}")
-        log.error("daily_check_broker_unreachable", broker=broker, error=str(exc))
-        return EXIT_NOT_RUN
+    failures: list[str] = []
+    for host, port in config.mqtt.brokers:  # the lane's brokers in its order (mqtt.hosts): the first that answers
+        broker = f"{host}:{port}"
+        try:
+            async with aiomqtt.Client(**_client_kwargs(config, identifier, (host, port))) as client:
+                for topic in (topics.reply(request_id), topics.event, topics.status):
+                    await client.subscribe(topic, qos=1)
+                await client.publish(topics.cmd("daily-check"), json.dumps(command).encode(), qos=1, timeout=10)
+                settings = settings_from(config.inspection, "daily_checks", DailyCheckSettings)
+                return await _follow(client, topics, request_id, lane_name, say, reply_timeout_s=reply_timeout_s,
+                                     finish_timeout_s=settings.ready_timeout_s + CHECKS_TIME_S)
+        except aiomqtt.MqttError as exc:
+            failures.append(f"{broker}: {exc}")
+            log.error("daily_check_broker_unreachable", broker=broker, error=str(exc))
+    say(f"laned: cannot reach the lane's broker ({'; '.join(failures)}) to ask the running lane")
+    return EXIT_NOT_RUN
 
 
 async def _follow(client: aiomqtt.Client, topics: Topics, request_id: str, lane_name: str,

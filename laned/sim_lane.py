@@ -100,10 +100,11 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         mqtt = config.mqtt
-        if not args.no_broker and mqtt.host in LOCAL_HOSTS and not _listening(mqtt.host, mqtt.port):
-            broker = EmbeddedBroker(mqtt.port, "127.0.0.1")
+        broker_host, broker_port = mqtt.brokers[0]  # the lane's primary broker
+        if not args.no_broker and broker_host in LOCAL_HOSTS and not _listening(broker_host, broker_port):
+            broker = EmbeddedBroker(broker_port, "127.0.0.1")
             await broker.start()
-            print(f"broker: embedded, on 127.0.0.1:{mqtt.port}", flush=True)
+            print(f"broker: embedded, on 127.0.0.1:{broker_port}", flush=True)
         for name, device in config.devices.items():
             if not device.enabled:
                 continue
@@ -129,7 +130,7 @@ async def run(args: argparse.Namespace) -> None:
         if not args.no_driver:
             person = SimulatedDriver(controls)
             root = f"{mqtt.topic_prefix}/{config.lane.station}/{config.lane.lane}"
-            driver_task = asyncio.create_task(person.run(mqtt.host, mqtt.port, root))
+            driver_task = asyncio.create_task(person.run(broker_host, broker_port, root))
             print(f"driver: follows the prompts on {root}/event", flush=True)
         flag = " --simulation" if shortened_problems(config) else ""  # simulated timings: a simulation
         print(f"ready: now run `laned run{flag} --config {args.config}` (Ctrl-C here stops the simulated lane)",

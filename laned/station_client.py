@@ -71,8 +71,8 @@ def target_from_args(args: argparse.Namespace) -> Target:
         except OSError as exc:  # ssl.SSLError is one too
             raise ConfigError(str(args.config), [f"mqtt: cannot read the password file or TLS files: {exc}"]) from None
         return Target(
-            host=args.broker.rpartition(":")[0] if args.broker else mqtt.host,
-            port=_port(args.broker) if args.broker else mqtt.port,
+            host=args.broker.rpartition(":")[0] if args.broker else mqtt.brokers[0][0],  # the primary
+            port=_port(args.broker) if args.broker else mqtt.brokers[0][1],
             station=args.station or config.lane.station,
             lane=args.lane or config.lane.lane,
             prefix=mqtt.topic_prefix,

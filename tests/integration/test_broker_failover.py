@@ -157,3 +157,28 @@ async def test_a_primary_down_at_start_is_passed_over_and_taken_back_once_it_acc
             status = await on_first.wait_status("online")
             assert status["broker"] == f"127.0.0.1:{first.port}"
         assert lane.mqtt.on_primary and lane.mqtt.connects == 2
+
+
+async def test_laned_daily_check_asks_the_running_lane_through_the_first_of_its_brokers_that_answers(
+    tmp_path: Path, two_mosquittos: tuple[Mosquitto, Mosquitto]
+) -> None:
+    """With `mqtt.hosts`, `laned daily-check` beside a running daemon does not try `mqtt.host`
+    (localhost:1883 by default): it tries the lane's brokers in order, passing over a dead one."""
+    from laned.daily_check_remote import run_through_daemon
+    from laned.lane_lock import LockOwner
+
+    first, second = two_mosquittos
+    await first.stop()  # the primary is down: daemon and CLI both end up on the second
+    data = lane_config_dict(tmp_path, second)
+    del data["mqtt"]["host"], data["mqtt"]["port"]
+    data["mqtt"]["hosts"] = [f"{first.host}:{first.port}", f"{second.host}:{second.port}"]
+    config = parse_config(data, "test", environ={})
+    lane = Lane(config, startup_grace_s=0.5)
+    async with running(lane):
+        await lane.mqtt.wait_connected(15)
+        said: list[str] = []
+        owner = LockOwner(4321, "run", "laned run --config lane1.toml", time.time())
+        outcome = await run_through_daemon(config, owner, ["zero"], say=said.append)
+    # the command reached the daemon through the second broker: its events came back (no analyzer)
+    assert outcome == 3, said
+    assert "daily check: [warning] this lane has no gas analyzer configured" in said
