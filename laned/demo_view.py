@@ -36,6 +36,7 @@ ITEM_VALUES = {
     "brake_rate_pct": ("brake", "%"), "axle_brake_rate_pct": ("axle", "%"), "imbalance_pct": ("imbalance", "%"),
     "rate_pct": ("rate", "%"), "mean_k_m1": ("K", "m⁻¹"), "idle_co_pct": ("CO", "%"), "idle_hc_ppm": ("HC", "ppm"),
     "high_idle_co_pct": ("high CO", "%"), "high_idle_hc_ppm": ("high HC", "ppm"), "lambda": ("λ", ""),
+    "k100_m1": ("K100", "m⁻¹"), "k80_m1": ("K80", "m⁻¹"), "nox80_ppm": ("NOx80", "ppm"),
 }
 
 
@@ -47,6 +48,11 @@ def item_line(item: dict[str, Any]) -> str:
     if isinstance(idle, dict) and isinstance(high, dict):  # two-speed idle: low / high idle, as on a report
         shown = [f"CO {idle.get('co_pct')}/{high.get('co_pct')} %", f"HC {idle.get('hc_ppm')}/{high.get('hc_ppm')} ppm",
                  f"λ {values.get('lambda_analyzer')}"]
+    phases = [values[mode] for mode in ("asm5025", "asm2540") if isinstance(values.get(mode), dict)]
+    ran = [p for p in phases if p.get("decision") not in (None, "not_run")]
+    if ran:  # ASM: the last phase run's corrected HC / CO / NO, as judged
+        last = ran[-1]
+        shown = [f"HC {last.get('hc_ppm')} ppm", f"CO {last.get('co_pct')} %", f"NO {last.get('no_ppm')} ppm"]
     reason = f" — {item['reason']}" if item.get("reason") else ""
     return f"{item['code']:<5}{item['verdict']:<14}{'  '.join(shown[:3])}{reason}"
 

@@ -61,3 +61,23 @@ def test_a_two_speed_idle_line_shows_low_and_high_idle_and_lambda() -> None:
     line = item_line(item)
     assert line == "SDS  pass          CO 0.08/0.05 %  HC 12/9 ppm  λ 1.004"
     assert width(line) <= COLUMN - 2
+
+
+def test_an_asm_line_shows_the_last_phase_runs_corrected_gases() -> None:
+    # ASM2540 ran after ASM5025: its HC / CO / NO (corrected, rounded, as judged) are the line's
+    item = {"code": "WT", "verdict": "pass",
+            "values": {"asm5025": {"decision": "pass", "hc_ppm": 63, "co_pct": 0.21, "no_ppm": 412},
+                       "asm2540": {"decision": "pass", "hc_ppm": 52, "co_pct": 0.18, "no_ppm": 380}}}
+    line = item_line(item)
+    assert line == "WT   pass          HC 52 ppm  CO 0.18 %  NO 380 ppm"
+    assert width(line) <= COLUMN - 2
+    fast = {"code": "WT", "verdict": "pass",  # a fast pass at ASM5025 ends the test: ASM2540 not run
+            "values": {"asm5025": {"decision": "fast_pass", "hc_ppm": 20, "co_pct": 0.05, "no_ppm": 90},
+                       "asm2540": {"decision": "not_run"}}}
+    assert item_line(fast) == "WT   pass          HC 20 ppm  CO 0.05 %  NO 90 ppm"
+
+
+def test_a_lug_down_line_shows_the_three_judged_values() -> None:
+    item = {"code": "JZJS", "verdict": "fail",
+            "values": {"k100_m1": 0.52, "k80_m1": 0.61, "nox80_ppm": 1588, "pmax_kw": 154.9}}
+    assert item_line(item) == "JZJS fail          K100 0.52 m⁻¹  K80 0.61 m⁻¹  NOx80 1588 ppm"
