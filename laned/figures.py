@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import structlog
+
+from laned.private_files import private_dir, write_private
+
+log = structlog.get_logger("laned.figures")
+
 WIDTH, HEIGHT = 720, 360
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 40, 44  # margins, px
 COLOURS = {"left": "#1f77b4", "right": "#d62728"}
@@ -130,7 +136,6 @@ def _title(item: dict[str, Any], curves: dict[str, Any]) -> str:
 def write_brake_figures(items: list[dict[str, Any]], state_dir: Path, inspection_no: str) -> None:
     """Write each brake item's curves (B{n}; B0 one per parking axle) as SVG into
     `{state_dir}/inspections/{inspection_no}/`, and list them in the item's `figures`."""
-    folder = Path("inspections") / inspection_no
     for item in items:
         data = item.get("process_data") or {}
         runs: list[dict[str, Any]] = (data.get("axles") or [] if "axles" in data
@@ -140,10 +145,8 @@ def write_brake_figures(items: list[dict[str, Any]], state_dir: Path, inspection
             text = brake_curves_svg(curves, title=_title(item, curves),
                                     values=item.get("values") if "axles" not in data else None)
             name = f"{item['code']}-axle{curves.get('axle_no')}-{curves.get('test')}.svg"
-            (state_dir / folder).mkdir(parents=True, exist_ok=True)
-            (state_dir / folder / name).write_text(text, encoding="utf-8")
-            figures.append({"kind": "brake_curves", "axle_no": curves.get("axle_no"), "path": str(folder / name),
-                            "sha256": hashlib.sha256(text.encode()).hexdigest()})
+            figures.append(_write(state_dir, inspection_no, name, text, kind="brake_curves",
+                                  axle_no=curves.get("axle_no")))
         if figures:
             item["figures"] = figures
 
@@ -355,10 +358,13 @@ def lug_down_trace_svg(item: dict[str, Any]) -> str:
 
 
 def _write(state_dir: Path, inspection_no: str, name: str, text: str, **fields: Any) -> dict[str, Any]:
+    """One figure beside the inspection record, private like every file of the state directory
+    (0700 folder, 0600 file, whatever the umask); its `figures` entry (path relative to state_dir)."""
     folder = Path("inspections") / inspection_no
-    (state_dir / folder).mkdir(parents=True, exist_ok=True)
-    (state_dir / folder / name).write_text(text, encoding="utf-8")
-    return {**fields, "path": str(folder / name), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    private_dir(state_dir / folder)
+    data = text.encode("utf-8")
+    write_private(state_dir / folder / name, data)
+    return {**fields, "path": str(folder / name), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def write_loaded_figures(items: list[dict[str, Any]], state_dir: Path, inspection_no: str) -> None:
@@ -378,3 +384,17 @@ def write_loaded_figures(items: list[dict[str, Any]], state_dir: Path, inspectio
                                   kind="lug_down_trace"))
         if figures:
             item["figures"] = figures
+
+
+def write_report_figures(items: list[dict[str, Any]], state_dir: Path | str | None, inspection_no: str, *,
+                         procedure: str) -> None:
+    """The pictures of a procedure's items (brake curves, ASM and lug-down traces) beside the record,
+    before the result is built; never at the cost of the result: a figure that cannot be drawn or
+    written is logged (`{procedure}_figures_not_written`) and the items go on without it."""
+    if state_dir is None:
+        return
+    try:
+        write_brake_figures(items, Path(state_dir), inspection_no)
+        write_loaded_figures(items, Path(state_dir), inspection_no)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        log.error(f"{procedure}_figures_not_written", inspection_no=inspection_no, error=str(exc))

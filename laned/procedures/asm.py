@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import structlog
 
 from drivers.errors import DeviceError
-from laned.figures import write_loaded_figures
+from laned.figures import write_report_figures
 from laned.judging.asm import (
     AsmEvent,
     AsmPhase,
@@ -258,11 +257,7 @@ class AsmTest:
             settings=self.s.model_dump(),
             pre_checks=self.pre_checks,
         )
-        if ctx.state_dir is not None:  # the traces as pictures for the report; never at the cost of the result
-            try:
-                write_loaded_figures([item], Path(ctx.state_dir), ctx.inspection_no)
-            except (OSError, ValueError, TypeError, KeyError) as exc:
-                log.error("asm_figures_not_written", inspection_no=ctx.inspection_no, error=str(exc))
+        write_report_figures([item], ctx.state_dir, ctx.inspection_no, procedure="asm")  # the traces, for the report
         daily = ctx.daily_checks
         devices = {
             self.analyzer.name: {**ctx.device_identity(self.analyzer), **(daily.summary() if daily else {})},

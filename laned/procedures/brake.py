@@ -38,13 +38,13 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, cast
 
 import structlog
 
 from drivers.brake_tester import BrakeTesterDriver, CurveRecorder, record_curve
 from drivers.errors import DeviceError, DeviceRefused, DeviceTimeout, DeviceUnavailable
+from laned.figures import write_report_figures
 from laned.judging.brakes import AxleMeasurement
 from laned.judging.limits import select_brake_row
 from laned.procedures import InspectionContext, ItemOutcome, ProcedureError, utc_now
@@ -153,13 +153,7 @@ async def run_brake_test(ctx: InspectionContext) -> ItemOutcome:
                         record.failed[(kind, later.axle_no)] = f"not tested: the brake test stopped ({reason})"
                 break
     items, verdict = build_brake_items(command, ctx.limits, record)
-    if ctx.state_dir is not None:  # the curves as pictures for the report; never at the cost of the result
-        from laned.figures import write_brake_figures
-
-        try:
-            write_brake_figures(items, Path(ctx.state_dir), ctx.inspection_no)
-        except OSError as exc:
-            log.error("brake_figures_not_written", inspection_no=ctx.inspection_no, error=str(exc))
+    write_report_figures(items, ctx.state_dir, ctx.inspection_no, procedure="brake")  # the curves, for the report
     return ItemOutcome(procedure="brake", platform="safety", items=items, verdict=verdict, devices=devices)
 
 

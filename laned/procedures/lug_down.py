@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import structlog
 
 from drivers.errors import DeviceError
-from laned.figures import write_loaded_figures
+from laned.figures import write_report_figures
 from laned.judging.lug_down import (
     LugDownPoint,
     LugDownScan,
@@ -308,11 +307,7 @@ class LugDownTest:
             process_data=self.seconds.process_data(self.started_at, self.rows),
             settings=self.s.model_dump(),
         )
-        if ctx.state_dir is not None:  # the traces as pictures for the report; never at the cost of the result
-            try:
-                write_loaded_figures([item], Path(ctx.state_dir), ctx.inspection_no)
-            except (OSError, ValueError, TypeError, KeyError) as exc:
-                log.error("lug_down_figures_not_written", inspection_no=ctx.inspection_no, error=str(exc))
+        write_report_figures([item], ctx.state_dir, ctx.inspection_no, procedure="lug_down")  # for the report
         devices = {d.name: ctx.device_identity(d) for d in (self.dyno, self.meter, self.analyzer)}
         ctx.step_done("lug_down", f"lug-down: {verdict.verdict}", verdict=verdict.verdict)
         return ItemOutcome(procedure="lug_down", platform="emissions", items=[item], verdict=verdict.verdict,
