@@ -40,7 +40,7 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from drivers.base import Backoff
-from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout
+from drivers.errors import DeviceError, DeviceRefused, DeviceTimeout
 from drivers.modbus_device import RTU_QUIET_S as RTU_QUIET_S
 from drivers.modbus_device import ModbusLink as ModbusLink
 from drivers.modbus_device import ModbusRequests
@@ -212,18 +212,6 @@ class BrakeTesterDriver(ModbusRequests):
         if not await self._stop_motors_now(attempts=2):  # the caller logs it: the rollers may still run
             raise DeviceError(self.name, "MOTORS = 0 not confirmed by the tester", port=self.port)
         await self._raise_lift_now()
-
-    def _check_stale(self, index: int) -> None:
-        now = time.monotonic()
-        if index != self._last_index:
-            self._last_index, self._index_since = index, now
-        elif now - self._index_since > self.stale_after_s:
-            raise DeviceStale(
-                self.name,
-                f"SAMPLE_INDEX stuck at {index} for {now - self._index_since:.1f} s of good replies "
-                "(frozen tester firmware?)",
-                port=self.port,
-            )
 
     # ----- typed API ------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from pymodbus.pdu import ModbusPDU
 
 from drivers.base import Backoff
-from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout
+from drivers.errors import DeviceError, DeviceRefused, DeviceTimeout
 from drivers.modbus_device import ModbusClient, ModbusLink, ModbusRefused, ModbusRequests
 from protocols import dynamometer as dy
 from protocols.brake_tester import Table, round_half_away
@@ -188,14 +188,6 @@ class DynamometerDriver(ModbusRequests):
         )
         self.readings.publish(followed)
         return followed
-
-    def _check_stale(self, index: int) -> None:
-        now = time.monotonic()
-        if index != self._last_index:
-            self._last_index, self._index_since = index, now
-        elif now - self._index_since > self.stale_after_s:
-            raise DeviceStale(self.name, f"SAMPLE_INDEX stuck at {index} for {now - self._index_since:.1f} s of "
-                              "good replies (frozen dynamometer firmware?)", port=self.port)
 
     async def _safe_state(self) -> None:
         """CONTROL_MODE 0, PAU_ENABLE 0, MOTOR 0, each confirmed by a read (the caller holds the line)."""

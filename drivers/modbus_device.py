@@ -17,6 +17,7 @@ import asyncio
 import gc
 import os
 import termios
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -28,7 +29,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from drivers.base import Driver
-from drivers.errors import DeviceError, DeviceRefused, DeviceTimeout, DeviceUnavailable
+from drivers.errors import DeviceError, DeviceRefused, DeviceStale, DeviceTimeout, DeviceUnavailable
 from drivers.port_lock import in_use_detail, lock_holder
 from protocols.errors import ProtocolError
 
@@ -125,6 +126,20 @@ class ModbusRequests(Driver):
     retries: int
     _client: AsyncModbusTcpClient | AsyncModbusSerialClient | None
     _line_free: asyncio.Event
+    #: a ring device (RB-2, CD-1) whose SAMPLE_INDEX stays put this long over good replies is stale
+    stale_after_s: float
+    _last_index: int | None
+    _index_since: float
+
+    def _check_stale(self, index: int) -> None:
+        """DeviceStale when the ring's SAMPLE_INDEX has not moved over `stale_after_s` of good replies
+        (the manuals' frozen firmware); any move starts the clock again."""
+        now = time.monotonic()
+        if index != self._last_index:
+            self._last_index, self._index_since = index, now
+        elif now - self._index_since > self.stale_after_s:
+            raise DeviceStale(self.name, f"SAMPLE_INDEX stuck at {index} for {now - self._index_since:.1f} s of "
+                              f"good replies (frozen {self.device_noun} firmware?)", port=self.port)
 
     async def _open(self) -> None:
         lk = self.link
