@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import random
 import shutil
 import socket
 import subprocess
@@ -14,11 +16,83 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+#: where free_port looks when the kernel's ephemeral range cannot be read (Linux's default is
+#: 32768-60999; this is below it)
+_FALLBACK_RANGE = (20000, 32000)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def _candidate_ports() -> range:
+    """Ports the kernel never hands out by itself: below its ephemeral range (or above it)."""
+    low, high = _ephemeral_range()
+    if low - 1024 >= 2000:
+        return range(max(1024, low - 12000), low)
+    if 65535 - high >= 2000:
+        return range(high + 1, 65536)
+    return range(*_FALLBACK_RANGE)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port for a server of ours (a broker, a simulator), taken outside the kernel's
+    ephemeral range.
+
+    A port from `bind(0)` is an ephemeral one: once its server stops (a broker restarted by a test,
+    a simulator brought back), the kernel may hand the same port to any other process's `bind(0)`
+    or outgoing connection meanwhile, and the server comes back to find it taken; a client that
+    connects to a stopped server's ephemeral port can even be connected to itself. Outside that
+    range only another explicit choice like this one can collide, and each is checked free.
+    """
+
+    candidates = _candidate_ports()
+    for _ in range(100):
+        port = random.choice(candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The inodes of the sockets listening on `port` (Linux /proc/net/tcp; state 0A is LISTEN)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _holds_listener(pid: int, port: int) -> bool | None:
+    """Whether process `pid` holds the socket listening on `port`; None where /proc cannot say."""
+    if not Path("/proc/net/tcp").exists():
+        return None
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return None
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return True
+    return False
 
 
 class EmbeddedBroker:
@@ -94,11 +168,19 @@ class Mosquitto:
                     else ""
                 )
                 raise RuntimeError(f"mosquitto exited with {self.process.returncode}: {log[-2000:]}")
-            with contextlib.suppress(OSError):
-                _reader, writer = await asyncio.open_connection(self.host, self.port)
-                writer.close()
+            # ready when *this* mosquitto holds the listener: something else answering on the port
+            # (another server that took it while ours was stopped) must not pass for it
+            owner = _holds_listener(self.process.pid, self.port)
+            if owner:
                 return
+            if owner is None:
+                with contextlib.suppress(OSError):
+                    _reader, writer = await asyncio.open_connection(self.host, self.port)
+                    writer.close()
+                    return
             await asyncio.sleep(0.05)
+        self.process.kill()
+        self.process.wait()
         raise TimeoutError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
 
     async def stop(self) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from laned.broker import free_port
 from protocols import brake_tester as bt
 from simulators import brake_tester as cli
 from simulators.brake.config import (
@@ -254,16 +254,11 @@ async def test_control_socket_runs_actions_faults_and_queries(tmp_path: Path) ->
             await send_control(control, {"do": "drive_on", "axle": 3})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def test_cli_contract_serves_until_cancelled(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    port = _free_port()
+    port = free_port()
     args = parser.parse_args(["--tcp", f"127.0.0.1:{port}", "--vehicle", "diesel-truck", "--fast",
                               "--control", str(tmp_path / "ctl"), "--no-script"])
     task = asyncio.create_task(cli.run(args))

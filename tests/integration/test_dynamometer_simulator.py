@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from laned.broker import free_port
 from simulators.control import ControlServer, send_control
 from simulators.dynamometer import DynamometerSimulator
 
@@ -19,11 +19,6 @@ pytestmark = pytest.mark.integration
 
 ENGINE_FIELDS = {"rpm", "load", "power_kw", "speed_kmh"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_the_tailpipe_simulators_get_the_engine_state_at_10_hz(tmp_path: Path) -> None:

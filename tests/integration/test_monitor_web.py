@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from laned.broker import free_port
 from laned.config import parse_config
 from laned.daemon import Lane
 from tests.helpers import ROOT, lane_config_dict, laned_command, subscriber
@@ -29,11 +30,6 @@ from tests.helpers import ROOT, lane_config_dict, laned_command, subscriber
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def received_text(driver: Any) -> str:
