@@ -15,7 +15,10 @@ do the same job, and `gateway_laned_follows_curve` records which of the two was 
 Per process: CPU seconds per published reading (from /proc), and reading-to-subscriber
 latency (the reading's SAMPLE_INDEX says when the tester made it). In the same windows the
 floor (`laned.bench.floor_lane --brake-only`: the same job with raw sockets and no framework)
-shows what a reading costs on this machine at the least (`gateway_floor_…`).
+shows what a reading costs on this machine at the least (`gateway_floor_…`), and the library
+floor (`laned.bench.library_floor`: the same job through pymodbus and aiomqtt alone, no laned
+code) what the two libraries laned must stand on add to it (`gateway_libfloor_…`): no lane can
+cost less than that on the supported paths, so `gateway_laned_over_libfloor` is laned's own share.
 
 Then the same two on the job a brake lane is for, the 100 Hz force curve (`gateway_curve_…`):
 laned with its default live path (following the ring at 10 Hz polls, every sample once) and
@@ -59,6 +62,7 @@ M2M_PACKAGE, M2M_VERSION = "modbus2mqtt", "0.73"
 M2M_PREFIX = "bench-m2m"
 M2M_COUNTED = f"{M2M_PREFIX}/brake/state/sample_index"
 FLOOR_ROOT = "bench-floor"
+LIBFLOOR_ROOT = "bench-libfloor"
 POLL_HZ = 10.0
 #: modbus4mqtt sleeps 50 ms after every block read, then `update_rate`: 0.05 gives about 10 Hz
 MODBUS4MQTT_UPDATE_RATE_S = 0.05
@@ -197,6 +201,7 @@ async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) 
         lanes = LaneSet(workdir, broker, 1, devices=("brake-tester",), rates=rates, prefix="C" if curve else "G")
         gateway: Child | None = None
         floor: Child | None = None
+        libfloor: Child | None = None
         m2m: Child | None = None
         prefix = f"{GATEWAY_PREFIX}-curve" if curve else GATEWAY_PREFIX
         try:
@@ -214,6 +219,10 @@ async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) 
                                                      str(lane.brake_port), "--broker", f"{broker.host}:{broker.port}",
                                                      "--root", FLOOR_ROOT), workdir / "floor.log")
                 await floor.start()
+                libfloor = Child("libfloor", python_module(
+                    "laned.bench.library_floor", "--brake-port", str(lane.brake_port), "--broker",
+                    f"{broker.host}:{broker.port}", "--root", LIBFLOOR_ROOT), workdir / "libfloor.log")
+                await libfloor.start()
                 if m2m_python is not None:
                     config = workdir / "modbus2mqtt.csv"
                     config.write_text(m2m_config())
@@ -224,10 +233,10 @@ async def measure_gateway(workdir: Path, broker: Broker, params: GatewayParams) 
                         workdir / f"{M2M_PREFIX}.log")
                     await m2m.start()
                 out |= await _side_by_side(lane.origins["brake-tester"], lanes, gateway, floor, broker, lane.root,
-                                           prefix, params, m2m)
+                                           prefix, params, m2m, libfloor)
                 out |= {"gateway_name": name, "gateway_laned_follows_curve": brake_follows_curve(rates)}
         finally:
-            for child in (m2m, floor, gateway):
+            for child in (m2m, libfloor, floor, gateway):
                 if child is not None:
                     await child.stop()
             await lanes.stop()
@@ -245,8 +254,10 @@ async def _wait_for_gateway(gateway: Child, counts: dict[str, int], who: str = "
 
 
 async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, floor: Child, broker: Broker,
-                        root: str, prefix: str, params: GatewayParams, m2m: Child | None = None) -> dict[str, Any]:
-    whos = ["laned", "gateway", "floor"] + (["m2m"] if m2m is not None else [])
+                        root: str, prefix: str, params: GatewayParams, m2m: Child | None = None,
+                        libfloor: Child | None = None) -> dict[str, Any]:
+    whos = ["laned", "gateway", "floor"] + (["m2m"] if m2m is not None else []) + (
+        ["libfloor"] if libfloor is not None else [])
     counts = dict.fromkeys(whos, 0)
     latencies: dict[str, list[float]] = {who: [] for who in whos}
 
@@ -254,18 +265,22 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
         if topic == M2M_COUNTED:  # modbus2mqtt: the value alone, on a topic of its own
             who, text = "m2m", payload.decode(errors="replace")
         else:
-            who = "gateway" if topic.startswith(prefix) else "floor" if topic.startswith(FLOOR_ROOT) else "laned"
+            who = ("gateway" if topic.startswith(prefix) else "floor" if topic.startswith(FLOOR_ROOT)
+                   else "libfloor" if topic.startswith(LIBFLOOR_ROOT) else "laned")
             text = ""
         with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
             index = int(float(text)) if who == "m2m" else json.loads(payload)["sample_index"]
             counts[who] += 1
             latencies[who].append(arrived - measured_at(origin, int(index), arrived))
 
-    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot", f"{FLOOR_ROOT}/live/brake-tester", M2M_COUNTED]
+    topics = [f"{root}/live/brake-tester", f"{prefix}/brake/snapshot", f"{FLOOR_ROOT}/live/brake-tester", M2M_COUNTED,
+              f"{LIBFLOOR_ROOT}/live/brake-tester"]
     async with Subscriber(broker.host, broker.port, topics, on_message):
         await _wait_for_gateway(gateway, counts)
         if m2m is not None:
             await _wait_for_gateway(m2m, counts, "m2m")
+        if libfloor is not None:
+            await _wait_for_gateway(libfloor, counts, "libfloor")
         per_reading: dict[str, list[float]] = {who: [] for who in whos}
         rates: dict[str, list[float]] = {who: [] for who in whos}
         for key in latencies:
@@ -275,6 +290,8 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
                       "floor": CpuMeter(floor.pid)}
             if m2m is not None:
                 meters["m2m"] = CpuMeter(m2m.pid)
+            if libfloor is not None:
+                meters["libfloor"] = CpuMeter(libfloor.pid)
             for meter in meters.values():
                 meter.start()
             before = dict(counts)
@@ -286,9 +303,11 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
                 rates[who].append(readings / wall)
     if not floor.running:
         raise RuntimeError(f"the floor exited:\n{floor.log_tail()}")
+    if libfloor is not None and not libfloor.running:
+        raise RuntimeError(f"the library floor exited:\n{libfloor.log_tail()}")
     out: dict[str, Any] = {}
     for who, key in (("laned", "gateway_laned"), ("gateway", "gateway"), ("floor", "gateway_floor"),
-                     ("m2m", "gateway2")):
+                     ("m2m", "gateway2"), ("libfloor", "gateway_libfloor")):
         if who not in whos:
             continue
         out[f"{key}_cpu_ms_per_reading"] = rounded((median(per_reading[who]) or 0.0) * 1000, 3)
@@ -301,6 +320,11 @@ async def _side_by_side(origin: dict[str, Any], lanes: LaneSet, gateway: Child, 
     out["gateway_floor_cpu_ratio"] = rounded(floor_cpu / gateway_cpu, 3) if gateway_cpu else None
     m2m_cpu = out.get("gateway2_cpu_ms_per_reading")
     out["gateway2_cpu_ratio"] = rounded(laned_cpu / m2m_cpu, 3) if m2m_cpu else None
+    libfloor_cpu = out.get("gateway_libfloor_cpu_ms_per_reading")
+    if libfloor_cpu:
+        # what the libraries alone cost against the gateway: a ratio laned cannot go below
+        out["gateway_libfloor_cpu_ratio"] = rounded(libfloor_cpu / gateway_cpu, 3) if gateway_cpu else None
+        out["gateway_laned_over_libfloor"] = rounded(laned_cpu / libfloor_cpu, 3)
     return out
 
 

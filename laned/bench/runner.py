@@ -42,7 +42,8 @@ FIGURE_KEYS: dict[str, tuple[str, ...]] = {
                 "gateway_latency_p50_ms", "gateway_latency_p99_ms", "gateway_laned_latency_p50_ms",
                 "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
                 "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio",
-                "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio", "gateway2_cpu_ms_per_reading",
+                "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio", "gateway_libfloor_cpu_ms_per_reading",
+                "gateway_libfloor_cpu_ratio", "gateway_laned_over_libfloor", "gateway2_cpu_ms_per_reading",
                 "gateway2_cpu_ratio"),
 }
 
@@ -212,6 +213,9 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], bool] | None]] = [
     ("6 modbus2mqtt CPU per reading", "gateway2_cpu_ms_per_reading", "ms", "", None),
     ("6 laned / modbus2mqtt CPU per reading", "gateway2_cpu_ratio", "", "≤ 0.5", lambda v: v <= 0.5),
     ("  floor (same job, least Python) / gateway", "gateway_floor_cpu_ratio", "", "", None),
+    ("  library floor (pymodbus + aiomqtt alone)", "gateway_libfloor_cpu_ms_per_reading", "ms", "", None),
+    ("  library floor / gateway", "gateway_libfloor_cpu_ratio", "", "", None),
+    ("  laned / library floor", "gateway_laned_over_libfloor", "", "", None),
     ("6 laned reading -> subscriber p50", "gateway_laned_latency_p50_ms", "ms", "", None),
     ("6 gateway reading -> subscriber p50", "gateway_latency_p50_ms", "ms", "", None),
     ("6 curve samples delivered, laned", "gateway_curve_laned_captured_ratio", "", "= 1.0", lambda v: v >= 0.99),

@@ -8,12 +8,17 @@ its keys are still there, as null.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from laned.broker import Mosquitto
+from simulators.brake_tester import BrakeTesterSimulator
+from tests.helpers import subscriber
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
@@ -33,6 +38,7 @@ FIGURE_KEYS = [
     "gateway_laned_latency_p99_ms", "gateway_curve_laned_captured_ratio", "gateway_curve_captured_ratio",
     "gateway_curve_laned_cpu_ms_per_sample", "gateway_curve_cpu_ms_per_sample", "gateway_curve_cpu_ratio",
     "gateway_floor_cpu_ms_per_reading", "gateway_floor_cpu_ratio",
+    "gateway_libfloor_cpu_ms_per_reading", "gateway_libfloor_cpu_ratio", "gateway_laned_over_libfloor",
     # issue 17: the ratios and shares of its goals, measured in the same run
     "live_coverage", "live_duplicates", "latency_live_brake_tester_p99_ms",
     "latency_live_brake_tester_after_read_p99_ms", "gateway2_cpu_ms_per_reading", "gateway2_cpu_ratio",
@@ -63,3 +69,28 @@ def test_quick_bench_exits_0_and_writes_every_figure_key(tmp_path: Path) -> None
     assert figures["live_coverage_brake_tester"] == 1.0
     assert figures["live_duplicates_brake_tester"] == 0
     assert "dynamometer ring samples seen once" in run.stdout and "dynamometer's share" in run.stdout
+
+
+async def test_the_library_floor_reads_and_publishes_the_snapshot_at_10_hz(mosquitto: Mosquitto) -> None:
+    """Figure 6's library floor does the gateway job (input registers 0..15, one message a poll,
+    10 a second) through pymodbus and aiomqtt: the registers decoded as the manual maps them."""
+    async with BrakeTesterSimulator("gasoline-car", tcp=("127.0.0.1", 0), fast=True, script=False) as sim:
+        async with subscriber(mosquitto.host, mosquitto.port, "bench-libfloor/live/brake-tester") as station:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "laned.bench.library_floor", "--brake-port", str(sim.tcp_port),
+                "--broker", f"{mosquitto.host}:{mosquitto.port}", "--root", "bench-libfloor", cwd=ROOT)
+            try:
+                await station.wait_for(lambda m: True, timeout_s=20)
+                first = len(station.messages)
+                await asyncio.sleep(2.0)
+                count = len(station.messages) - first
+            finally:
+                process.terminate()
+                assert await asyncio.wait_for(process.wait(), 10) == 0  # SIGTERM: a clean stop
+    assert 14 <= count <= 26  # 10 polls a second on a shared machine
+    document = json.loads(station.messages[-1].payload)
+    # the manual's map: rollers stopped (0.00 km/h), STATE 0 IDLE, FAULT_CODE 0, 100 Hz into a 512-sample ring
+    assert document["left_speed_kmh"] == 0 and document["right_speed_kmh"] == 0
+    assert document["state"] == 0 and document["fault_code"] == 0
+    assert document["sample_rate_hz"] == 100 and document["ring_size"] == 512
+    assert 0 <= document["sample_index"] < 65536
