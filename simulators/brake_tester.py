@@ -38,7 +38,6 @@ from typing import Any
 
 import structlog
 from pymodbus.constants import ExcCodes
-from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from protocols.brake_tester import FaultCode
@@ -130,22 +129,7 @@ class BrakeTesterSimulator(ModbusFaults):
         if self.tcp_address is not None:
             await self._tcp_up(*self.tcp_address)
         if self.link is not None:
-            self._bridge = PacedRtuBridge(self.link, self.timing, name="brake_tester")
-            self._bridge.open()
-            self._rtu_server = ModbusSerialServer(
-                build_device(self.model, self.unit_id, self._image.action),
-                framer=FramerType.RTU,
-                port=self._bridge.inner_path,
-                baudrate=self.config.line.baudrate,
-                parity="N",  # a pty carries no parity bit (Linux refuses PARENB there); pacing still counts it
-                ignore_missing_devices=True,
-                trace_packet=self._trace_packet(rtu=True),
-            )
-            # pymodbus makes a plain SimCore of the SimDevice; the tester's own datastore replaces it
-            self._rtu_server.context = TesterDatastore(
-                build_device(self.model, self.unit_id, self._image.action), self, own_unit_only=self.unit_id
-            )
-            await self._rtu_server.serve_forever(background=True)
+            await self._rtu_up(self.link)
         if self.control_path is not None:
             self._control = ControlServer(self.control_path, self.control)
             await self._control.start()
@@ -164,13 +148,7 @@ class BrakeTesterSimulator(ModbusFaults):
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await task
-        if self._control is not None:
-            await self._control.close()
-        await self._tcp_down()
-        if self._rtu_server is not None:
-            await self._rtu_server.shutdown()  # type: ignore[no-untyped-call]
-        if self._bridge is not None:
-            self._bridge.close()
+        await self._serve_down()
 
     async def __aenter__(self) -> BrakeTesterSimulator:
         await self.start()
@@ -179,21 +157,10 @@ class BrakeTesterSimulator(ModbusFaults):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _tcp_up(self, host: str, port: int) -> None:
-        server = ModbusTcpServer(
-            build_device(self.model, 0, self._image.action),
-            address=(host, port),
-            trace_packet=self._trace_packet(rtu=False),
-        )
-        # pymodbus makes a plain SimCore of the SimDevice; the tester's own datastore replaces it
-        server.context = TesterDatastore(build_device(self.model, 0, self._image.action), self)
-        try:
-            await server.serve_forever(background=True)
-        except RuntimeError as exc:  # pymodbus says only "Could not start listen"
-            raise OSError(f"brake tester: cannot listen on {host}:{port} (the port is in use, or the address is "
-                          "not this machine's)") from exc
-        self._tcp_server = server
-        self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    def _server_parts(self, unit_id: int, own_unit_only: int | None) -> tuple[Any, Any]:
+        device = build_device(self.model, unit_id, self._image.action)
+        return device, TesterDatastore(build_device(self.model, unit_id, self._image.action), self,
+                                       own_unit_only=own_unit_only)
 
     # ----- the clock and the faults ------------------------------------------------------
 

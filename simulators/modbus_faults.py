@@ -1,20 +1,27 @@
-"""The timed faults of the two Modbus simulators (brake tester, dynamometer), written once.
+"""The timed faults and the serving of the two Modbus simulators (brake tester, dynamometer),
+written once.
 
 A fault is on from `inject()` until its time runs out or `clear()`; while on it changes what the
 device does (each simulator reads `fault_active`/`fault_params` where it matters) and, for
 `silence` and `crc_error`, what goes out on the wire (`_trace_packet`); `lost_link` pulls the
-cable: the RTU bridge's and the TCP server's (`_tick`, `_set_link`). Each simulator keeps its own
-`inject` (which faults it knows, and what switching one on does there), `now`, `sync` and `_tcp_up`.
+cable: the RTU bridge's and the TCP server's (`_tick`, `_set_link`). The servers themselves come up
+and go down here too (`_tcp_up`, `_rtu_up`, `_serve_down`: a busy TCP port is one line naming the
+device, not pymodbus's traceback). Each simulator keeps its own `inject` (which faults it knows,
+and what switching one on does there), `now`, `sync` and `_server_parts` (its register image).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pymodbus.server import ModbusTcpServer
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from simulators.brake.rtu_line import PacedRtuBridge
+from simulators.control import ControlServer
+from simulators.line import LineTiming
 
 #: how often the simulators look at their faults (the lost link's cable in and out)
 TICK_S = 0.02
@@ -30,8 +37,12 @@ class ModbusFaults:
     faults: dict[str, tuple[float, dict[str, Any]]]
     tcp_address: tuple[str, int] | None
     tcp_port: int | None
+    unit_id: int
+    timing: LineTiming
     _tcp_server: ModbusTcpServer | None
+    _rtu_server: ModbusSerialServer | None
     _bridge: PacedRtuBridge | None
+    _control: ControlServer | None
     _link_down: bool
 
     def now(self) -> float:
@@ -40,7 +51,8 @@ class ModbusFaults:
     def sync(self) -> None:
         raise NotImplementedError
 
-    async def _tcp_up(self, host: str, port: int) -> None:
+    def _server_parts(self, unit_id: int, own_unit_only: int | None) -> tuple[Any, Any]:
+        """The pymodbus SimDevice for `unit_id` and the simulator's datastore that serves it."""
         raise NotImplementedError
 
     def fault_active(self, name: str) -> bool:
@@ -76,6 +88,45 @@ class ModbusFaults:
             return data
 
         return trace
+
+    # ----- the servers ------------------------------------------------------------------------------
+
+    async def _tcp_up(self, host: str, port: int) -> None:
+        """Modbus TCP on host:port (any unit id answers, as a TCP device does)."""
+        device, datastore = self._server_parts(0, None)
+        server = ModbusTcpServer(device, address=(host, port), trace_packet=self._trace_packet(rtu=False))
+        # pymodbus makes a plain SimCore of the SimDevice; the simulator's own datastore replaces it
+        server.context = datastore
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus says only "Could not start listen"
+            raise OSError(f"{self.device.replace('_', ' ')}: cannot listen on {host}:{port} (the port is in use, "
+                          "or the address is not this machine's)") from exc
+        self._tcp_server = server
+        self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _rtu_up(self, link: Path) -> None:
+        """Modbus RTU behind a paced bridge at `link` (the line's own speed), only its own unit id."""
+        self._bridge = PacedRtuBridge(link, self.timing, name=self.device)
+        self._bridge.open()
+        device, datastore = self._server_parts(self.unit_id, self.unit_id)
+        self._rtu_server = ModbusSerialServer(
+            device, framer=FramerType.RTU, port=self._bridge.inner_path, baudrate=self.timing.baud,
+            parity="N",  # a pty carries no parity bit (Linux refuses PARENB there); the bridge's pacing counts it
+            ignore_missing_devices=True, trace_packet=self._trace_packet(rtu=True),
+        )
+        self._rtu_server.context = datastore
+        await self._rtu_server.serve_forever(background=True)
+
+    async def _serve_down(self) -> None:
+        """The control socket, the TCP server, the RTU server and its bridge, each if up."""
+        if self._control is not None:
+            await self._control.close()
+        await self._tcp_down()
+        if self._rtu_server is not None:
+            await self._rtu_server.shutdown()  # type: ignore[no-untyped-call]
+        if self._bridge is not None:
+            self._bridge.close()
 
     # ----- the lost link ---------------------------------------------------------------------------
 

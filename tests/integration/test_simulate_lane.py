@@ -101,17 +101,18 @@ async def test_simulate_driver_follows_the_prompts_of_the_lane_its_config_names(
         assert next(i for i in result["items"] if i["code"] == "B1")["verdict"] == "pass"
 
 
-async def test_a_simulator_on_a_busy_port_fails_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("command", "named"), [("brake-tester", "brake tester"), ("dynamometer", "dynamometer")])
+async def test_a_modbus_simulator_on_a_busy_port_fails_in_one_line(tmp_path: Path, command: str, named: str) -> None:
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
+        busy.bind(("127.0.0.1", free_port()))
         busy.listen()
         port = busy.getsockname()[1]
-        async with process("simulate", "brake-tester", "--tcp", f"127.0.0.1:{port}") as sim:
+        async with process("simulate", command, "--tcp", f"127.0.0.1:{port}") as sim:
             assert sim.stdout is not None
             output = (await asyncio.wait_for(sim.stdout.read(), 30)).decode()
             assert await sim.wait() == 1
     assert output.strip().splitlines() == [
-        f"laned simulate brake-tester: brake tester: cannot listen on 127.0.0.1:{port} "
+        f"laned simulate {command}: {named}: cannot listen on 127.0.0.1:{port} "
         "(the port is in use, or the address is not this machine's)"]
 
 
