@@ -115,24 +115,7 @@ class BrakeTesterSimulator(ModbusFaults):
 
     # ----- life --------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        try:
-            await self._start()
-        except BaseException:
-            await self.close()
-            raise
-
-    async def _start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time()
-        self.sync()
-        if self.tcp_address is not None:
-            await self._tcp_up(*self.tcp_address)
-        if self.link is not None:
-            await self._rtu_up(self.link)
-        if self.control_path is not None:
-            self._control = ControlServer(self.control_path, self.control)
-            await self._control.start()
+    def _started(self) -> None:
         self._ticker = asyncio.create_task(self._tick(), name="brake-tester-sim")
         log.info(
             "sim_brake_started", device="brake_tester", tcp_port=self.tcp_port,
@@ -149,13 +132,6 @@ class BrakeTesterSimulator(ModbusFaults):
             with contextlib.suppress(Exception):
                 await task
         await self._serve_down()
-
-    async def __aenter__(self) -> BrakeTesterSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def _server_parts(self, unit_id: int, own_unit_only: int | None) -> tuple[Any, Any]:
         device = build_device(self.model, unit_id, self._image.action)

