@@ -48,6 +48,7 @@ from laned.procedures.dyno_steps import (
     exact,
     fault_reason,
     ready_rollers,
+    split_fields,
     stop_rollers,
     unload,
 )
@@ -219,10 +220,9 @@ class AsmTest:
 
     def _row(self, timed: TimedSecond, record: Any, stage: str, event: str | None = None) -> None:
         r = timed.record
-        snapshot = self.dyno.last_snapshot
         extra = {
             "k": r.k, "first_index": r.first_index, "samples": r.samples, "stage": stage, "event": event,
-            "parasitic_power_kw": None if snapshot is None else snapshot.parasitic_power_kw,
+            **split_fields(timed),
         }
         if record is not None:
             self.rows.append(asm_row(record, **extra))

@@ -51,6 +51,7 @@ from laned.procedures.dyno_steps import (
     exact,
     fault_reason,
     ready_rollers,
+    split_fields,
     stop_rollers,
     unload,
 )
@@ -277,11 +278,8 @@ class LugDownTest:
 
     def _row(self, stage: int, timed: TimedSecond, second: ScanSecond | PointSecond, **extra: Any) -> None:
         r = timed.record
-        snapshot = self.dyno.last_snapshot
         self.rows.append(lug_row(stage, r.k, second, first_index=r.first_index, samples=r.samples,
-                                 force_n=num(exact(r.force_n), 0),
-                                 parasitic_power_kw=None if snapshot is None else snapshot.parasitic_power_kw,
-                                 **extra))
+                                 force_n=num(exact(r.force_n), 0), **split_fields(timed), **extra))
 
     async def _finish(self, completed: bool) -> None:
         if cancelling():

@@ -204,6 +204,22 @@ async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second
     assert (index_after - data["end_index"]) % 65536 < 600  # and reach its end (the stop is not rows)
     for row, next_row in itertools.pairwise(rows):
         assert (next_row["first_index"] - row["first_index"]) % 65536 == 10
+    # each row's parasitic and PAU power (devices/dynamometer.md "Force and power"): asm-car on the
+    # CD-1L's default PL_A…PL_C (50 N, 1.2 N per km/h, 0.012 N per (km/h)²), F_pl(25) = 50 + 30 + 7.5
+    # = 87.5 N, 87.5 × 25 / 3.6 = 0.61 kW; in CONSTANT_FORCE the PAU holds FORCE_TARGET − F_pl(v), so
+    # at speed v a loaded ASM5025 second's PAU power is (1382 − F_pl(v)) · v / 3.6 — at 25 km/h
+    # (1382 − 87.5) × 25 / 3.6 = 8.99 kW, the load target's 9.59 kW less the 0.61 kW parasitic
+    assert all("parasitic_power_kw" in r and "pau_power_kw" in r for r in rows)
+    loaded = [r for r in rows if r["phase"] == "ASM5025" and r["t"] is not None and r["t"] >= 1]
+    assert len(loaded) >= 3
+    for row in loaded:
+        v = row["speed_kmh"]
+        f_pl = 50 + 1.2 * v + 0.012 * v * v
+        assert row["parasitic_power_kw"] == pytest.approx(f_pl * v / 3600, abs=0.011)
+        assert row["pau_power_kw"] == pytest.approx((1382 - f_pl) * v / 3600, rel=0.04)
+    mean_speed = sum(r["speed_kmh"] for r in loaded) / len(loaded)
+    assert abs(mean_speed - 25) <= 2
+    assert sum(r["pau_power_kw"] for r in loaded) / len(loaded) == pytest.approx(9.59 - 0.61, rel=0.1)
     # each row is the mean of the simulator's own ten samples of that second
     for row in rows:
         ten = [produced[(row["first_index"] + n) % 65536] for n in range(10)]
