@@ -19,13 +19,14 @@ DEFAULTS = LossModel.of_holding(dy.DynoHolding())
 
 
 def second(speeds_raw: list[int], forces_n: list[int], first_index: int = 65530) -> dy.SecondRecord:
-    samples = [dy.RingSample((first_index + n) % 65536, v, f) for n, (v, f) in enumerate(zip(speeds_raw, forces_n))]
+    pairs = enumerate(zip(speeds_raw, forces_n, strict=True))
+    samples = [dy.RingSample((first_index + n) % 65536, v, f) for n, (v, f) in pairs]
     [record] = dy.per_second(samples, first_index)
     return record
 
 
 def test_the_coefficients_are_read_exactly_from_the_registers() -> None:
-    assert DEFAULTS == LossModel(910, Fraction(50), Fraction(6, 5), Fraction(3, 250))
+    assert LossModel(910, Fraction(50), Fraction(6, 5), Fraction(3, 250)) == DEFAULTS
 
 
 def test_a_steady_second_at_25_kmh_splits_into_the_manuals_parasitic_and_the_pau_power() -> None:
