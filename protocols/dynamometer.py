@@ -19,7 +19,7 @@ ring and the per-second records); its parts are marked below.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from fractions import Fraction
 from typing import ClassVar, TypeVar
@@ -671,7 +671,8 @@ class SampleCursor(ring.RingCursor):
 class SecondRecord:
     """Second `k` of a test: samples i0 + 10k … i0 + 10k + 9. Means are exact: speed (km/h), force
     (N), and power (kW) as the mean of the per-sample products FORCE × SPEED / 3.6. `samples` is 10
-    unless samples were lost (then the means are over those present)."""
+    unless samples were lost (then the means are over those present). `ring_samples` are the
+    samples themselves, for what else is computed per second (protocols/dyno_power.py)."""
 
     k: int
     first_index: int
@@ -679,6 +680,7 @@ class SecondRecord:
     force_n: Fraction
     power_kw: Fraction
     samples: int = SAMPLES_PER_SECOND
+    ring_samples: tuple[RingSample, ...] = field(default=(), compare=False, repr=False)
 
 
 def second_record(k: int, first_index: int, samples: Sequence[RingSample]) -> SecondRecord:
@@ -691,7 +693,7 @@ def second_record(k: int, first_index: int, samples: Sequence[RingSample]) -> Se
     product_sum = sum(s.speed_raw * s.force_n for s in samples)
     # speed_raw is 0.01 km/h: F·v/3.6 W = F·raw/360 W = F·raw/360 000 kW
     return SecondRecord(k, first_index % INDEX_MODULUS, Fraction(speed_sum, 100 * n), Fraction(force_sum, n),
-                        Fraction(product_sum, 360_000 * n), n)
+                        Fraction(product_sum, 360_000 * n), n, tuple(samples))
 
 
 class PerSecondAggregator:

@@ -27,6 +27,9 @@ vehicle file's `[ambient]` overrides ENV's weather.
 Faults: the shared ones of simulators/line.py, plus `error_reply` (every
 command answered `15 ERR`, ERR from the fault's `code`, default busy),
 `frozen_seq` (the firmware repeats its last REALTIME) and `zero_fails`.
+
+`{"do": "set", "oil_temp_k": 330}` changes the oil probe's reading live (null: no probe), so a
+test can bring a cold engine that warms up.
 """
 
 from __future__ import annotations
@@ -449,7 +452,8 @@ class OpacimeterSimulator(PacedSerialServer):
         raise ValueError(f"unknown control request {request!r}: use fault, clear, do or get")
 
     def do(self, action: str, request: dict[str, Any] | None = None) -> Any:
-        """accelerate [peak_k_m1, max_rpm] · engine_state rpm load power_kw speed_kmh · vehicle NAME · power_up."""
+        """accelerate [peak_k_m1, max_rpm] · engine_state rpm load power_kw speed_kmh · vehicle NAME · power_up
+        · set oil_temp_k (null: no probe)."""
         request = request or {}
         self._advance()
         if action == "engine_state":  # 10 Hz from the dynamometer: no log line, a short answer
@@ -469,7 +473,15 @@ class OpacimeterSimulator(PacedSerialServer):
         if action == "power_up":
             self.power_up()
             return {"state": self.state().name.lower()}
-        raise ValueError(f"unknown action {action!r}: accelerate, engine_state, vehicle, power_up")
+        if action == "set":
+            unknown = set(request) - {"do", "oil_temp_k"}
+            if unknown or "oil_temp_k" not in request:
+                raise ValueError(f"set takes oil_temp_k (K, or null: no probe); got {', '.join(sorted(request))}")
+            table = self.model.smoke.model_dump() | {"oil_temp_k": request["oil_temp_k"]}
+            self.model.smoke = SmokeTable.model_validate(table)
+            log.info("sim_set", device=self.name, oil_temp_k=self.model.smoke.oil_temp_k)
+            return {"oil_temp_k": self.model.smoke.oil_temp_k}
+        raise ValueError(f"unknown action {action!r}: accelerate, engine_state, vehicle, power_up, set")
 
     def snapshot(self) -> dict[str, Any]:
         self._advance()

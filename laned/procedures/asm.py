@@ -5,6 +5,8 @@ The steps, each announced as `asm.<step>` with the driver's prompts:
 
 1. the analyzer's daily leak check and zero and the dynamometer's loaded coast-down must have
    passed today (the runner refuses the start otherwise);
+   the engine warm: oil at least `oil_temp_min_c` where the analyzer has an oil probe, else the
+   driver is told to warm it (`warm_engine`) and the lane waits (laned/procedures/oil_temp.py);
 2. HC residue on ambient air (as two-speed idle; skipped after a recent pass), probe in
    (`insert_probe`);
 3. the dynamometer readied: fan on, lift down, force channel tared, PAU armed;
@@ -48,11 +50,13 @@ from laned.procedures.dyno_steps import (
     exact,
     fault_reason,
     ready_rollers,
+    split_fields,
     stop_rollers,
     unload,
 )
 from laned.procedures.emissions_items import ReadingFeed, cancelling, dropout_reason, env_fields, settings_from
 from laned.procedures.loaded_items import asm_item, asm_row, num
+from laned.procedures.oil_temp import oil_c_of_analyzer, oil_temp_precondition
 from laned.procedures.two_speed_idle import hc_residue_check, stop_pump
 from laned.settings.asm import AsmSettings
 from laned.settings.two_speed_idle import TwoSpeedIdleSettings
@@ -107,6 +111,10 @@ class AsmTest:
         async with ReadingFeed(self.analyzer, silence_s=self.tsi.analyzer_silence_s) as feed:
             self.feed = feed
             try:
+                self.phase_text = "oil temperature check"
+                self.pre_checks["oil_temp"] = await oil_temp_precondition(
+                    ctx, feed, oil_c_of_analyzer, step="asm", setting="inspection.asm", settings=self.s)
+                self.phase_text = "preparation"
                 await self._hc_residue()
                 await self.analyzer.pump("sample")
                 ctx.prompt("insert_probe", f"insert the sampling probe at least {self.tsi.probe_depth_mm} mm into "
@@ -219,10 +227,9 @@ class AsmTest:
 
     def _row(self, timed: TimedSecond, record: Any, stage: str, event: str | None = None) -> None:
         r = timed.record
-        snapshot = self.dyno.last_snapshot
         extra = {
             "k": r.k, "first_index": r.first_index, "samples": r.samples, "stage": stage, "event": event,
-            "parasitic_power_kw": None if snapshot is None else snapshot.parasitic_power_kw,
+            **split_fields(timed),
         }
         if record is not None:
             self.rows.append(asm_row(record, **extra))

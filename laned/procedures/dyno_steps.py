@@ -23,7 +23,9 @@ import structlog
 
 from drivers.errors import DeviceError, DeviceUnavailable
 from laned.procedures import InspectionContext, ProcedureError
+from laned.procedures.loaded_items import num
 from protocols import dynamometer as dy
+from protocols.dyno_power import LossModel, PowerSplit, power_split
 from protocols.ring import INDEX_MODULUS
 
 log = structlog.get_logger("laned.procedures.dyno_steps")
@@ -42,10 +44,12 @@ def exact(value: Fraction) -> Decimal:
 
 @dataclass(frozen=True)
 class TimedSecond:
-    """One second of the ring and where it lies on the feed's clock [t0_s, t0_s + 1)."""
+    """One second of the ring and where it lies on the feed's clock [t0_s, t0_s + 1); `split` its
+    parasitic, base-inertia and PAU power (protocols/dyno_power.py)."""
 
     record: dy.SecondRecord
     t0_s: float
+    split: PowerSplit | None = None
 
 
 class DynoSeconds:
@@ -62,10 +66,13 @@ class DynoSeconds:
         self._next = 0
         self._agg: dy.PerSecondAggregator | None = None
         self._reconnects = 0
+        self.losses: LossModel | None = None
 
     async def start(self) -> int:
-        """Note the sample index now: the first sample of the test's seconds."""
+        """Note the sample index now: the first sample of the test's seconds; and BASE_INERTIA and
+        PL_A…PL_C, which split each second's power into parasitic, inertia and PAU power."""
         self._reconnects = self.dyno.health.reconnects
+        self.losses = LossModel.of_holding(await self.dyno.read_holding())
         snapshot = await self.dyno.snapshot()
         self.t0_s = self.clock.now_s()
         self.i0 = self._next = (snapshot.sample_index + 1) % INDEX_MODULUS
@@ -81,7 +88,8 @@ class DynoSeconds:
             return
         self._next = (samples[-1].index + 1) % INDEX_MODULUS
         for record in self._agg.feed(samples):
-            self.pending.append(TimedSecond(record, self.t0_s + record.k))
+            split = None if self.losses is None else power_split(record, self.losses)
+            self.pending.append(TimedSecond(record, self.t0_s + record.k, split))
             self.seconds += 1
             self.samples += record.samples
 
@@ -122,6 +130,14 @@ class DynoSeconds:
                                      step=ctx.current_step)
             await ctx.sleep(0.1, scaled=False)
         return self.pending.popleft()
+
+
+def split_fields(timed: TimedSecond) -> dict[str, float | None]:
+    """The row fields of a second's power split: parasitic and PAU power (kW, 2 decimals)."""
+    split = timed.split
+    if split is None:
+        return {"parasitic_power_kw": None, "pau_power_kw": None}
+    return {"parasitic_power_kw": num(exact(split.parasitic_kw), 2), "pau_power_kw": num(exact(split.pau_kw), 2)}
 
 
 def fault_reason(dyno: Any) -> str | None:

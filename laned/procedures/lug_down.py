@@ -6,6 +6,8 @@ The steps, each announced as `lug_down.<step>` with the driver's prompts:
 1. preconditions (the runner refuses the start otherwise; checked again here): today's
    analyzer checks and the dynamometer's loaded coast-down, and an analyzer that reads NOx
    (a GA-5N);
+   the engine warm: oil at least `oil_temp_min_c` where the opacimeter has an oil probe, else
+   the driver is told to warm it (`warm_engine`) and the lane waits (laned/procedures/oil_temp.py);
 2. probes in (`insert_probe`), the idle speed recorded, the dynamometer readied (fan on, lift
    down, tare, PAU armed);
 3. full throttle in the gear nearest 70 km/h (`lug_full_throttle`); `ScanStart` on the
@@ -51,11 +53,13 @@ from laned.procedures.dyno_steps import (
     exact,
     fault_reason,
     ready_rollers,
+    split_fields,
     stop_rollers,
     unload,
 )
 from laned.procedures.emissions_items import ReadingFeed, cancelling, dropout_reason, env_fields, settings_from
 from laned.procedures.loaded_items import lug_down_item, lug_row, num
+from laned.procedures.oil_temp import oil_c_of_opacimeter, oil_temp_precondition
 from laned.procedures.two_speed_idle import stop_pump
 from laned.settings.lug_down import LugDownSettings
 from laned.settings.two_speed_idle import TwoSpeedIdleSettings
@@ -88,6 +92,7 @@ class LugDownTest:
         self.idle_rpm: float | None = None
         self.targets: tuple[Decimal, Decimal] | None = None
         self.phase_text = "preparation"
+        self.pre_checks: dict[str, Any] = {}
         self.gas: ReadingFeed
         self.smoke: ReadingFeed
         self.seconds: DynoSeconds
@@ -103,6 +108,10 @@ class LugDownTest:
                 ReadingFeed(self.meter, silence_s=self.tsi.analyzer_silence_s) as smoke:
             self.gas, self.smoke = gas, smoke
             try:
+                self.phase_text = "oil temperature check"
+                self.pre_checks["oil_temp"] = await oil_temp_precondition(
+                    ctx, smoke, oil_c_of_opacimeter, step="lug_down", setting="inspection.lug_down", settings=self.s)
+                self.phase_text = "preparation"
                 await self.analyzer.pump("sample")
                 ctx.prompt("insert_probe", "insert the opacimeter's and the analyzer's probes into the tailpipe "
                                            "(插入烟度计和分析仪探头)")
@@ -277,11 +286,8 @@ class LugDownTest:
 
     def _row(self, stage: int, timed: TimedSecond, second: ScanSecond | PointSecond, **extra: Any) -> None:
         r = timed.record
-        snapshot = self.dyno.last_snapshot
         self.rows.append(lug_row(stage, r.k, second, first_index=r.first_index, samples=r.samples,
-                                 force_n=num(exact(r.force_n), 0),
-                                 parasitic_power_kw=None if snapshot is None else snapshot.parasitic_power_kw,
-                                 **extra))
+                                 force_n=num(exact(r.force_n), 0), **split_fields(timed), **extra))
 
     async def _finish(self, completed: bool) -> None:
         if cancelling():
@@ -306,6 +312,8 @@ class LugDownTest:
             ambient={**env_fields(self.env), "source": f"{self.analyzer.name} READ_ENV"},
             process_data=self.seconds.process_data(self.started_at, self.rows),
             settings=self.s.model_dump(),
+            oil_temp_c=self.pre_checks.get("oil_temp", {}).get("oil_temp_c"),
+            pre_checks=self.pre_checks,
         )
         write_report_figures([item], ctx.state_dir, ctx.inspection_no, procedure="lug_down")  # for the report
         devices = {d.name: ctx.device_identity(d) for d in (self.dyno, self.meter, self.analyzer)}

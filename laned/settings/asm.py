@@ -80,6 +80,10 @@ class AsmSettings(BaseModel):
     stall_s: int = Field(2, ge=1, description="… for this many consecutive seconds is a stall: void (unconfirmed)")
     oil_temp_min_c: float = Field(80.0, description="oil temperature needed where a probe is fitted (vendor: Nanhua)")
     oil_temp_check: bool = Field(True, description="false skips the oil temperature check")
+    oil_temp_timeout_s: float = Field(
+        600.0, gt=0, description="after the warm-up prompt, wait this long (scaled) for the oil to reach "
+        "oil_temp_min_c, else the item is not completed (unconfirmed)"
+    )
     precondition_wait_min: float = Field(
         20.0, ge=0, description="precondition a vehicle that waited longer than this (vendor: exam text)"
     )

@@ -71,6 +71,10 @@ class LugDownSettings(BaseModel):
     idle_rpm_s: int = Field(3, ge=1, description="idle speed: mean over this long before the test (vendor: Nanhua 3)")
     oil_temp_min_c: float = Field(80.0, description="oil temperature needed where measured (vendor)")
     oil_temp_check: bool = Field(True, description="false skips the oil temperature check")
+    oil_temp_timeout_s: float = Field(
+        600.0, gt=0, description="after the warm-up prompt, wait this long (scaled) for the oil to reach "
+        "oil_temp_min_c, else the item is not completed (unconfirmed)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> LugDownSettings:

@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from laned.config import InspectionSettings, parse_config
 from laned.daemon import Lane
 from laned.daily_checks import DailyChecks
 from laned.settings.asm import AsmSettings
+from laned.settings.lug_down import LugDownSettings
 from simulators.control import ControlServer, send_control
 from simulators.driver import SimulatedDriver
 from simulators.dynamometer import DynamometerSimulator
@@ -63,6 +64,7 @@ class Rig:
     ga: GasAnalyzerSimulator
     broker: EmbeddedBroker
     lane_task: asyncio.Task[None]
+    controls: dict[str, Path] = field(default_factory=dict)
 
     @property
     def root(self) -> str:
@@ -102,7 +104,8 @@ def asm_start(inspection_no: str, **extra: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def loaded_rig(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, lug_down: bool = False, analyzer_model: str = "GA-5"
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, lug_down: bool = False, analyzer_model: str = "GA-5",
+    asm: AsmSettings = SHORT_ASM, lug: LugDownSettings | None = None,
 ) -> AsyncIterator[Rig]:
     """A lane with the dynamometer and the gas analyzer (and for lug-down the opacimeter), each
     simulator coupled to the dynamometer's vehicle, and the simulated driver."""
@@ -138,7 +141,8 @@ async def loaded_rig(
         data = lane_config_dict(tmp_path / "lane", broker, devices)
         data["lane"] |= {"lane": "D1", "signing_key": "test-signing-key"}
         config = parse_config(data, "test", environ={})
-        config = config.model_copy(update={"inspection": InspectionSettings(time_scale=TIME_SCALE, asm=SHORT_ASM)})
+        inspection = InspectionSettings(time_scale=TIME_SCALE, asm=asm, **({} if lug is None else {"lug_down": lug}))
+        config = config.model_copy(update={"inspection": inspection})
         checks = DailyChecks(config.lane.state_dir / "daily-checks.json")
         checks.record("leak_check", True, {"device": "gas-analyzer", "by": "test"})
         checks.record("zero", True, {"device": "gas-analyzer", "by": "test"})
@@ -154,7 +158,7 @@ async def loaded_rig(
             for name in devices:
                 await lane.drivers[name].wait_connected(10)
             async with subscriber(broker.host, broker.port, f"{lane.topics.root}/#") as station:
-                yield Rig(lane, station, dyno, dyno_control, ga, broker, lane_task)
+                yield Rig(lane, station, dyno, dyno_control, ga, broker, lane_task, controls)
         finally:
             if person_task is not None:
                 person_task.cancel()
@@ -193,6 +197,9 @@ async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second
     assert 0.28 <= values["asm5025"]["co_pct"] <= 0.34
     assert values["ambient"]["ambient_temp_c"] == 20.0
     assert 0.85 <= values["asm5025"]["kh"] <= 0.95
+    # asm-pass's oil probe reads 89.0 °C: warm, checked before the test, no warm-up prompt
+    assert wt["pre_checks"]["oil_temp"] == {"device": "gas-analyzer", "min_c": 80.0, "run": True, "passed": True,
+                                            "oil_temp_c": 89.0, "waited_s": 0.0}
     assert wt["limits"]["asm5025_hc"]["value"] == 90.0
     # every ring sample from the first second on is in exactly one row, in order, none lost
     data = wt["process_data"]
@@ -204,6 +211,22 @@ async def test_asm_passes_both_phases_and_every_ring_sample_is_in_the_per_second
     assert (index_after - data["end_index"]) % 65536 < 600  # and reach its end (the stop is not rows)
     for row, next_row in itertools.pairwise(rows):
         assert (next_row["first_index"] - row["first_index"]) % 65536 == 10
+    # each row's parasitic and PAU power (devices/dynamometer.md "Force and power"): asm-car on the
+    # CD-1L's default PL_A…PL_C (50 N, 1.2 N per km/h, 0.012 N per (km/h)²), F_pl(25) = 50 + 30 + 7.5
+    # = 87.5 N, 87.5 × 25 / 3.6 = 0.61 kW; in CONSTANT_FORCE the PAU holds FORCE_TARGET − F_pl(v), so
+    # at speed v a loaded ASM5025 second's PAU power is (1382 − F_pl(v)) · v / 3.6 — at 25 km/h
+    # (1382 − 87.5) × 25 / 3.6 = 8.99 kW, the load target's 9.59 kW less the 0.61 kW parasitic
+    assert all("parasitic_power_kw" in r and "pau_power_kw" in r for r in rows)
+    loaded = [r for r in rows if r["phase"] == "ASM5025" and r["t"] is not None and r["t"] >= 1]
+    assert len(loaded) >= 3
+    for row in loaded:
+        v = row["speed_kmh"]
+        f_pl = 50 + 1.2 * v + 0.012 * v * v
+        assert row["parasitic_power_kw"] == pytest.approx(f_pl * v / 3600, abs=0.011)
+        assert row["pau_power_kw"] == pytest.approx((1382 - f_pl) * v / 3600, rel=0.04)
+    mean_speed = sum(r["speed_kmh"] for r in loaded) / len(loaded)
+    assert abs(mean_speed - 25) <= 2
+    assert sum(r["pau_power_kw"] for r in loaded) / len(loaded) == pytest.approx(9.59 - 0.61, rel=0.1)
     # each row is the mean of the simulator's own ten samples of that second
     for row in rows:
         ten = [produced[(row["first_index"] + n) % 65536] for n in range(10)]
@@ -294,10 +317,31 @@ async def test_lug_down_scans_the_power_and_measures_both_points(
     assert values["point_100"]["completed"] and values["point_80"]["completed"]
     assert values["point_80"]["target_kmh"] == pytest.approx(0.8 * values["point_100"]["target_kmh"], abs=0.01)
     assert values["point_80"]["nox_ppm"] > 0
+    # lug-pass's opacimeter reads the oil at 356 K = 82.85 °C: warm enough, recorded
+    assert values["oil_temp_c"] == 82.85
+    assert jz["pre_checks"]["oil_temp"]["passed"] and jz["pre_checks"]["oil_temp"]["device"] == "opacimeter"
     data = jz["process_data"]
     rows = data["rows"]
     assert [r["second"] for r in rows] == list(range(len(rows)))
     assert sum(r["samples"] for r in rows) == data["samples"] == 10 * len(rows)
+    # the parasitic power is F_pl(v) · v / 3.6 on the default coefficients (50 + 1.2 v + 0.012 v² N)
+    # where the speed changes little within a second; in a point's measuring window the speed is
+    # held, so there is next to no inertia power and parasitic + PAU is the wheel power; in the scan
+    # the rollers slow by 2 km/h per s, so the PAU also takes the rollers' own energy:
+    # 1800 kg · (2 / 3.6) m/s² · v / 3.6 (17 kW at 61 km/h)
+    measured = [r for r in rows if r["stage"] in (2, 3) and r.get("event") in ("measuring", "done")]
+    assert len(measured) == 6
+    scanning = [r for r in rows if r.get("part") == "scan" and r["speed_kmh"] < 0.97 * values["vel_max_hp_kmh"]]
+    assert scanning
+    for row in measured + scanning:
+        v = row["speed_kmh"]
+        assert row["parasitic_power_kw"] == pytest.approx((50 + 1.2 * v + 0.012 * v * v) * v / 3600, abs=0.011)
+    for row in measured:
+        assert row["parasitic_power_kw"] + row["pau_power_kw"] == pytest.approx(row["power_kw"], rel=0.05)
+    for row in scanning:
+        inertia_kw = 1800 * (2 / 3.6) * row["speed_kmh"] / 3600
+        assert row["pau_power_kw"] == pytest.approx(row["power_kw"] - row["parasitic_power_kw"] + inertia_kw,
+                                                    rel=0.05)
     assert (mode, pau) == (0, False)
     prompts = [e["action"] for e in events if e["type"] == "prompt"]
     assert prompts.index("lug_full_throttle") < prompts.index("lug_release") < prompts.index("remove_probe")
@@ -336,3 +380,80 @@ async def test_an_excursion_restarts_the_clock_and_a_dynamometer_fault_voids_the
     assert wt["verdict"] == "void" and wt["reason"].startswith("void: dynamometer faulted")
     assert result["verdict"] == "incomplete"
     assert (mode, pau) == (0, False)
+
+
+def prompted(rig: Rig, action: str) -> Any:
+    return lambda m: m.topic.endswith("/event") and m.json()["type"] == "prompt" and m.json()["action"] == action
+
+
+async def test_a_cold_engine_is_told_to_warm_up_and_the_asm_runs_once_the_oil_reaches_80_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with loaded_rig(tmp_path, monkeypatch) as rig:
+        await send_control(rig.controls["gas-analyzer"], {"do": "set", "oil_temp_c": 61.0})
+        await asyncio.sleep(0.3)  # the analyzer's next 10 Hz update carries it
+        reply = await rig.command("start", asm_start("A5"))
+        assert reply["accepted"], reply["reasons"]
+        prompt = (await rig.station.wait_for(prompted(rig, "warm_engine"), 20)).json()
+        await asyncio.sleep(0.5)  # the lane waits: nothing else is prompted while the oil is cold
+        early = [e["action"] for e in rig.events() if e["type"] == "prompt"]
+        await send_control(rig.controls["gas-analyzer"], {"do": "set", "oil_temp_c": 84.5})
+        result = await rig.result("A5")
+        events = rig.events()
+    assert prompt["data"] == {"oil_temp_c": 61.0, "min_c": 80.0}
+    assert early == ["warm_engine"]
+    prompts = [e["action"] for e in events if e["type"] == "prompt"]
+    assert prompts.index("warm_engine") < prompts.index("insert_probe") < prompts.index("asm_hold_25")
+    wt = item(result, "WT")
+    assert wt["verdict"] == "pass", wt["reason"]
+    oil = wt["pre_checks"]["oil_temp"]
+    assert (oil["run"], oil["passed"], oil["oil_temp_c"], oil["min_c"]) == (True, True, 84.5, 80.0)
+    assert oil["waited_s"] >= 0.5
+
+
+async def test_an_engine_that_stays_cold_ends_the_asm_not_completed_naming_the_oil_temperature_and_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # oil_temp_timeout_s 20 at time scale 0.05: 1 s of real waiting
+    async with loaded_rig(tmp_path, monkeypatch, asm=SHORT_ASM.model_copy(update={"oil_temp_timeout_s": 20.0})) as rig:
+        await send_control(rig.controls["gas-analyzer"], {"do": "set", "oil_temp_c": 62.5})
+        await asyncio.sleep(0.3)  # the analyzer's next 10 Hz update carries it
+        reply = await rig.command("start", asm_start("A6"))
+        assert reply["accepted"], reply["reasons"]
+        result = await rig.result("A6", timeout_s=30)
+        mode, pau, _ = await rig.dyno_registers()
+        events = rig.events()
+    wt = item(result, "WT")
+    assert wt["verdict"] == "not_completed"
+    assert "oil temperature 62.5 °C is below the 80 °C needed (inspection.asm.oil_temp_min_c) after 20 s" \
+        in wt["reason"], wt["reason"]
+    prompts = [e["action"] for e in events if e["type"] == "prompt"]
+    assert "warm_engine" in prompts and "asm_hold_25" not in prompts
+    assert (mode, pau) == (0, False)
+
+
+async def test_without_an_oil_probe_or_with_the_check_switched_off_a_cold_engine_runs_and_the_record_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with loaded_rig(tmp_path, monkeypatch, asm=SHORT_ASM.model_copy(update={"oil_temp_check": False})) as rig:
+        await send_control(rig.controls["gas-analyzer"], {"do": "set", "oil_temp_c": 45.0})
+        await asyncio.sleep(0.3)  # the analyzer's next 10 Hz update carries it
+        reply = await rig.command("start", asm_start("A7"))
+        assert reply["accepted"], reply["reasons"]
+        switched_off = await rig.result("A7")
+    async with loaded_rig(tmp_path / "2", monkeypatch) as rig:
+        await send_control(rig.controls["gas-analyzer"], {"do": "set", "oil_temp_c": None})
+        await asyncio.sleep(0.3)  # the analyzer's next 10 Hz update carries it
+        reply = await rig.command("start", asm_start("A8"))
+        assert reply["accepted"], reply["reasons"]
+        no_probe = await rig.result("A8")
+        events = rig.events()
+    off = item(switched_off, "WT")
+    assert off["verdict"] == "pass", off["reason"]
+    assert off["pre_checks"]["oil_temp"] == {"device": "gas-analyzer", "min_c": 80.0, "run": False,
+                                             "skipped": "setting", "oil_temp_c": 45.0}
+    bare = item(no_probe, "WT")
+    assert bare["verdict"] == "pass", bare["reason"]
+    assert bare["pre_checks"]["oil_temp"] == {"device": "gas-analyzer", "min_c": 80.0, "run": False,
+                                              "skipped": "no_probe", "oil_temp_c": None}
+    assert "warm_engine" not in [e["action"] for e in events if e["type"] == "prompt"]

@@ -203,6 +203,22 @@ async def test_readings_stream_at_about_20_hz_with_a_new_seq_each(link: Path) ->
         assert all(op.consistent(r.opacity_pct, r.k_m1) for r in readings)
 
 
+async def test_the_oil_probe_reading_is_set_live_through_the_control_socket(link: Path, control: Path) -> None:
+    async with (
+        OpacimeterSimulator(link, settings=quick(), control_path=control, seed=7),
+        running(make_driver(link)) as driver,
+    ):
+        assert (await next_reading(driver)).oil_temp_k == 355  # diesel-truck.toml
+        assert await send_control(control, {"do": "set", "oil_temp_k": 331}) == {"oil_temp_k": 331}
+        await asyncio.sleep(0.2)
+        assert (await next_reading(driver)).oil_temp_k == 331  # a cold engine: 57.85 °C
+        await send_control(control, {"do": "set", "oil_temp_k": None})
+        await asyncio.sleep(0.2)
+        assert (await next_reading(driver)).oil_temp_k is None  # no probe: OIL_T 0xFFFF on the wire
+        with pytest.raises(RuntimeError, match="set takes oil_temp_k"):
+            await send_control(control, {"do": "set", "k_m1": 3})
+
+
 async def test_free_acceleration_via_control_gives_the_vehicle_files_peak(link: Path, control: Path) -> None:
     async with (
         OpacimeterSimulator(link, settings=quick(), control_path=control, seed=7),

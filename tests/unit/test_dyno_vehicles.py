@@ -125,3 +125,14 @@ def test_lug_fail_nox80_puts_its_80_percent_point_where_the_nox_map_fails() -> N
     assert rpm == pytest.approx(2200, rel=0.05)
     # the 80 % point: 0.8 × VelMaxHP in the same gear = 0.8 × the r/min, inside 1584-1936 r/min
     assert 1584 <= 0.8 * rpm <= 1936
+
+
+@pytest.mark.parametrize("name", [*ASM_CARS[:3], *LUG_TRUCKS])
+def test_the_verdict_vehicles_are_warm_so_the_oil_precondition_lets_them_run(name: str) -> None:
+    # standards.md: ASM and lug-down need oil at least 80 °C where a probe is fitted; ASM reads it
+    # from the analyzer ([exhaust] oil_temp_c), lug-down from the opacimeter ([smoke] oil_temp_k)
+    table = vehicle_table(name)
+    if name.startswith("asm"):
+        assert table["exhaust"]["oil_temp_c"] >= 80.0
+    else:
+        assert table["smoke"]["oil_temp_k"] - 273.15 >= 80.0
