@@ -113,11 +113,19 @@ class EmbeddedBroker:
         self._broker = Broker(config)
         await self._broker.start()
 
-    async def stop(self) -> None:
-        if self._broker is not None:
+    async def stop(self, timeout_s: float | None = None) -> bool:
+        """Shut the broker down; False if that took longer than `timeout_s` (it is then left to
+        finish on its own: the caller's process is ending)."""
+        broker, self._broker = self._broker, None
+        if broker is None:
+            return True
+        shutdown = asyncio.ensure_future(broker.shutdown())
+        done, _ = await asyncio.wait({shutdown}, timeout=timeout_s)
+        if shutdown in done:
             with contextlib.suppress(Exception):
-                await self._broker.shutdown()
-            self._broker = None
+                shutdown.result()
+            return True
+        return False
 
     async def __aenter__(self) -> EmbeddedBroker:
         await self.start()

@@ -34,6 +34,9 @@ DEFAULT_VEHICLE = {"gas-analyzer": "gasoline-car", "opacimeter": "diesel-truck",
                    "dynamometer": "asm-pass"}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
+#: the longest one step of stopping may take (the driver, the broker; each simulator has its own 5 s)
+STOP_STEP_S = 5.0
+
 
 def default_control_dir(config: LaneConfig) -> Path:
     """Where `simulate lane` puts control sockets and logs (and `simulate driver` finds them)."""
@@ -143,14 +146,17 @@ async def run(args: argparse.Namespace) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
     finally:
+        # each step bounded: Ctrl-C ends the simulated lane in seconds whatever one part does
         if driver_task is not None:
             driver_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await driver_task
+            if not (await asyncio.wait({driver_task}, timeout=STOP_STEP_S))[0]:
+                print(f"laned simulate lane: the simulated driver did not stop within {STOP_STEP_S:g} s; "
+                      "going on", flush=True)
         for _, process in processes:
             await process.stop()
-        if broker is not None:
-            await broker.stop()
+        if broker is not None and not await broker.stop(timeout_s=STOP_STEP_S):
+            print(f"laned simulate lane: the embedded broker did not shut down within {STOP_STEP_S:g} s; "
+                  "going on", flush=True)
 
 
 def _served(device: DeviceConfig, control: Path) -> bool:

@@ -32,7 +32,14 @@ async def process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
     finally:
         if child.returncode is None:
             child.terminate()
-            await asyncio.wait_for(child.wait(), 15)
+            try:
+                await asyncio.wait_for(child.wait(), 15)
+            except TimeoutError:  # Ctrl-C must end it: fail, saying what it printed last
+                child.kill()
+                rest = (await child.stdout.read()).decode(errors="replace") if child.stdout else ""
+                await child.wait()
+                raise AssertionError(f"laned {args[0]} {args[1]} still running 15 s after SIGTERM; it printed:\n"
+                                     f"{rest[-3000:]}") from None
 
 
 async def read_until(child: asyncio.subprocess.Process, text: str, timeout_s: float = 30) -> str:
