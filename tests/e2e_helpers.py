@@ -64,18 +64,30 @@ async def lane_with_driver(
     lane: Lane, broker: Any, device: str, control: Path
 ) -> AsyncIterator[tuple[asyncio.Task[None], Recorder]]:
     """Run `lane` with a simulated driver who follows its prompts on `device` (through the
-    simulator's control socket), and a station recording everything under the lane's root.
+    simulator's control socket), and a station recording everything under the lane's root."""
+    async with lane_with_person(lane, broker, {device: control}) as running:
+        yield running
 
-    One MQTT client after the other: amqtt 0.12 loses a client that connects while another
-    subscribes ("dictionary changed size during iteration" in _handle_client_session)."""
+
+@contextlib.asynccontextmanager
+async def lane_with_person(
+    lane: Lane, broker: Any, controls: dict[str, Path]
+) -> AsyncIterator[tuple[asyncio.Task[None], Recorder]]:
+    """Run `lane` with a simulated driver who follows its prompts on the devices of `controls`
+    (each through its simulator's control socket), once each of them is connected, and a station
+    recording everything under the lane's root. One MQTT client after the other: amqtt 0.12 loses
+    a client that connects while another subscribes ("dictionary changed size during iteration"
+    in _handle_client_session)."""
     lane_task = asyncio.create_task(lane.run())
-    person = SimulatedDriver({device: control})
+    person = SimulatedDriver(controls)
     person_task: asyncio.Task[None] | None = None
     try:
         await asyncio.wait_for(lane.mqtt.wait_connected(), 10)  # connected and subscribed
         person_task = asyncio.create_task(person.run(broker.host, broker.port, lane.topics.root))
         await asyncio.sleep(0.3)  # the simulated driver connects and subscribes to …/event
-        await lane.drivers[device].wait_connected(10)
+        for device in controls:
+            if device in lane.drivers:
+                await lane.drivers[device].wait_connected(10)
         async with subscriber(broker.host, broker.port, f"{lane.topics.root}/#") as station:
             yield lane_task, station
     finally:
@@ -86,3 +98,31 @@ async def lane_with_driver(
         if person_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await person_task
+
+
+class StationSide:
+    """What a test does as the station beside a rig's lane: a command and its reply, an
+    inspection's emissions result, the events so far. The rig has `lane`, `station`, `broker`."""
+
+    lane: Lane
+    station: Recorder
+    broker: Any
+
+    @property
+    def root(self) -> str:
+        return self.lane.topics.root
+
+    async def command(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
+        """Send a command and return the lane's reply to it."""
+        await send_command(self.broker.host, self.broker.port, self.root, name, document)
+        reply = await self.station.wait_for(lambda m: m.topic == f"{self.root}/reply/{document['request_id']}", 20)
+        return reply.json()  # type: ignore[no-any-return]
+
+    async def result(self, inspection_no: str, timeout_s: float = 90) -> dict[str, Any]:
+        message = await self.station.wait_for(
+            lambda m: m.topic == f"{self.root}/result/emissions" and m.json()["inspection_no"] == inspection_no,
+            timeout_s)
+        return message.json()  # type: ignore[no-any-return]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [m.json() for m in self.station.on("/event")]

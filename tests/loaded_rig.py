@@ -26,12 +26,11 @@ from laned.daily_checks import DailyChecks
 from laned.settings.asm import AsmSettings
 from laned.settings.lug_down import LugDownSettings
 from simulators.control import ControlServer
-from simulators.driver import SimulatedDriver
 from simulators.dynamometer import DynamometerSimulator
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
 from simulators.opacimeter import OpacimeterSimulator, load_meter_settings
-from tests.e2e_helpers import send_command, start_command
-from tests.helpers import Recorder, lane_config_dict, subscriber
+from tests.e2e_helpers import StationSide, lane_with_person, start_command
+from tests.helpers import Recorder, lane_config_dict
 
 TIME_SCALE = 0.05
 SET_A = {"emissions": {"asm": {"limit_set": "a"}}}
@@ -45,7 +44,7 @@ def dynamometer_coast_down_passed(checks: DailyChecks) -> None:
 
 
 @dataclass
-class Rig:
+class Rig(StationSide):
     lane: Lane
     station: Recorder
     dyno: DynamometerSimulator
@@ -54,24 +53,6 @@ class Rig:
     broker: EmbeddedBroker
     lane_task: asyncio.Task[None]
     controls: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def root(self) -> str:
-        return self.lane.topics.root
-
-    async def command(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
-        await send_command(self.broker.host, self.broker.port, self.root, name, document)
-        reply = await self.station.wait_for(lambda m: m.topic == f"{self.root}/reply/{document['request_id']}", 20)
-        return reply.json()  # type: ignore[no-any-return]
-
-    async def result(self, inspection_no: str, timeout_s: float = 90) -> dict[str, Any]:
-        message = await self.station.wait_for(
-            lambda m: m.topic == f"{self.root}/result/emissions" and m.json()["inspection_no"] == inspection_no,
-            timeout_s)
-        return message.json()  # type: ignore[no-any-return]
-
-    def events(self) -> list[dict[str, Any]]:
-        return [m.json() for m in self.station.on("/event")]
 
     async def dyno_registers(self) -> tuple[int, bool, int]:
         """(CONTROL_MODE, PAU_ENABLE, SAMPLE_INDEX) read with the test's own Modbus client."""
@@ -137,25 +118,8 @@ async def loaded_rig(
         checks.record("zero", True, {"device": "gas-analyzer", "by": "test"})
         dynamometer_coast_down_passed(checks)
         lane = Lane(config, startup_grace_s=5, simulation=True)
-        lane_task = asyncio.create_task(lane.run())
-        person = SimulatedDriver(controls)
-        person_task: asyncio.Task[None] | None = None
-        try:
-            await asyncio.wait_for(lane.mqtt.wait_connected(), 10)
-            person_task = asyncio.create_task(person.run(broker.host, broker.port, lane.topics.root))
-            await asyncio.sleep(0.3)
-            for name in devices:
-                await lane.drivers[name].wait_connected(10)
-            async with subscriber(broker.host, broker.port, f"{lane.topics.root}/#") as station:
-                yield Rig(lane, station, dyno, dyno_control, ga, broker, lane_task, controls)
-        finally:
-            if person_task is not None:
-                person_task.cancel()
-            lane.request_stop()
-            await asyncio.wait_for(lane_task, 15)
-            if person_task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await person_task
+        async with lane_with_person(lane, broker, controls) as (lane_task, station):
+            yield Rig(lane, station, dyno, dyno_control, ga, broker, lane_task, controls)
 
 
 def item(result: dict[str, Any], code: str) -> dict[str, Any]:

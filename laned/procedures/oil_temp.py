@@ -52,22 +52,16 @@ async def oil_temp_precondition(
     settings: Any,
 ) -> dict[str, Any]:
     """Check (and wait for) the oil temperature on `feed`'s readings; returns the record for the
-    item's `pre_checks.oil_temp`. `setting` names the settings table (`inspection.asm`) in the
-    reason; `settings` has oil_temp_min_c, oil_temp_check and oil_temp_timeout_s."""
-    record = await _check(ctx, feed, oil_c, step=step, setting=setting, settings=settings)
+    item's `pre_checks.oil_temp`, also logged. `setting` names the settings table
+    (`inspection.asm`) in the reason; `settings` has oil_temp_min_c, oil_temp_check and
+    oil_temp_timeout_s."""
+    record = await _check(ctx, feed, oil_c, step, setting, settings)
     log.info("oil_temp_precondition", inspection_no=ctx.inspection_no, **record)
     return record
 
 
-async def _check(
-    ctx: InspectionContext,
-    feed: Any,
-    oil_c: Callable[[Any], float | None],
-    *,
-    step: str,
-    setting: str,
-    settings: Any,
-) -> dict[str, Any]:
+async def _check(ctx: InspectionContext, feed: Any, oil_c: Callable[[Any], float | None], step: str, setting: str,
+                 settings: Any) -> dict[str, Any]:
     minimum, device = float(settings.oil_temp_min_c), feed.driver.name
     first = await _first_reading(ctx, feed)
     measured = oil_c(first)

@@ -37,7 +37,7 @@ from laned.results import verify
 from simulators.control import ControlServer, send_control
 from simulators.gas_analyzer import GasAnalyzerSimulator, load_analyzer_config
 from simulators.opacimeter import OpacimeterSimulator, load_meter_settings
-from tests.e2e_helpers import lane_with_driver, send_command, start_command
+from tests.e2e_helpers import StationSide, lane_with_driver, start_command
 from tests.helpers import Recorder, lane_config_dict
 from tests.integration.test_messages_match_schemas import schema_errors
 
@@ -57,7 +57,7 @@ class EmissionsSettings(InspectionSettings):
 
 
 @dataclass
-class Rig:
+class Rig(StationSide):
     vehicle: str
     lane: Lane
     station: Recorder
@@ -65,25 +65,6 @@ class Rig:
     sim: Any
     broker: EmbeddedBroker
     lane_task: asyncio.Task[None]
-
-    @property
-    def root(self) -> str:
-        return self.lane.topics.root
-
-    async def command(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
-        """Send a command and return the lane's reply to it."""
-        await send_command(self.broker.host, self.broker.port, self.root, name, document)
-        reply = await self.station.wait_for(lambda m: m.topic == f"{self.root}/reply/{document['request_id']}", 20)
-        return reply.json()  # type: ignore[no-any-return]
-
-    async def result(self, inspection_no: str, timeout_s: float = 90) -> dict[str, Any]:
-        message = await self.station.wait_for(
-            lambda m: m.topic == f"{self.root}/result/emissions" and m.json()["inspection_no"] == inspection_no,
-            timeout_s)
-        return message.json()  # type: ignore[no-any-return]
-
-    def events(self) -> list[dict[str, Any]]:
-        return [m.json() for m in self.station.on("/event")]
 
 
 @contextlib.asynccontextmanager
