@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
@@ -16,6 +17,27 @@ settings.register_profile("laned", deadline=None, suppress_health_check=[HealthC
 settings.load_profile("laned")
 
 BROKER_KINDS = ["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)]
+
+#: what every skip for a missing tool says; in CI such a skip is a failure
+NOT_INSTALLED = "is not installed"
+
+
+def tools_required() -> bool:
+    """CI installs every tool the tests use (.ci/run sets LANED_CI=1; most CI services set CI)."""
+    return any(os.environ.get(name, "").lower() not in {"", "0", "false"} for name in ("LANED_CI", "CI"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """In CI a test never skips for a tool CI installs (mosquitto, mbpoll, socat, openssl, …): a skip
+    whose reason says the tool "is not installed" is reported as a failure naming the tool."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and tools_required() and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if NOT_INSTALLED in reason:
+            report.outcome = "failed"
+            report.longrepr = f"in CI a missing tool is a failure, not a skip: {reason}"
 
 
 @pytest.fixture(params=BROKER_KINDS)
