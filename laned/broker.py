@@ -19,6 +19,10 @@ from typing import Any
 #: where free_port looks when the kernel's ephemeral range cannot be read (Linux's default is
 #: 32768-60999; this is below it)
 _FALLBACK_RANGE = (20000, 32000)
+#: free_port's picks come from the OS's entropy, never from the `random` module's shared state: a
+#: test runner that reseeds `random` alike in every worker (pytest-randomly does) would otherwise
+#: hand the same ports to tests running side by side
+_PICKS = random.SystemRandom()
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -52,7 +56,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
     candidates = _candidate_ports()
     for _ in range(100):
-        port = random.choice(candidates)
+        port = _PICKS.choice(candidates)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
@@ -190,6 +194,14 @@ class Mosquitto:
         self.process.kill()
         self.process.wait()
         raise TimeoutError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
+
+    async def kill(self) -> None:
+        """The broker dies at once (SIGKILL), as a crashed or unplugged one: no shutdown during which
+        it might still accept a client, no goodbye to those connected."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait)
+        self.process = None
 
     async def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -27,6 +27,18 @@ def test_free_ports_are_never_ones_the_kernel_hands_out_by_itself() -> None:
             sock.bind(("127.0.0.1", port))
 
 
+def test_free_ports_differ_in_workers_whose_random_module_was_seeded_alike() -> None:
+    """pytest-randomly seeds `random` with the same value in every xdist worker before each test:
+    ports drawn from it would be the same in two tests running side by side."""
+    import random
+
+    random.seed(1234)
+    first = [free_port() for _ in range(5)]
+    random.seed(1234)
+    second = [free_port() for _ in range(5)]
+    assert first != second
+
+
 @pytest.mark.mosquitto
 async def test_a_mosquitto_whose_port_is_taken_fails_to_start_instead_of_passing_for_ready() -> None:
     with socket.socket() as stranger:  # a server that took the port while the broker was down
