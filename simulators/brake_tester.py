@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from protocols.brake_tester import FaultCode
@@ -51,7 +50,6 @@ from simulators.modbus_faults import ModbusFaults
 
 log = structlog.get_logger("simulators.brake")
 
-FAULTS = frozenset({"silence", "crc_error", "exception", "frozen_index", "fault_code", "lost_link"})
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -66,6 +64,7 @@ class BrakeTesterSimulator(ModbusFaults):
 
     device = "brake_tester"
     fault_log = log
+    fault_codes = FaultCode
 
     def __init__(
         self,
@@ -139,43 +138,6 @@ class BrakeTesterSimulator(ModbusFaults):
                                        own_unit_only=own_unit_only)
 
     # ----- the clock and the faults ------------------------------------------------------
-
-    def now(self) -> float:
-        assert self._loop is not None, "start() the simulator first"
-        return self._loop.time()
-
-    def sync(self) -> None:
-        """Bring the tester up to now: produce the samples due, apply fault causes."""
-        now = self.now()
-        frozen = self.fault_active("frozen_index")
-        if frozen:
-            if self._frozen_since is None:
-                self._frozen_since = now
-            return
-        if self._frozen_since is not None:
-            self._frozen_total += now - self._frozen_since
-            self._frozen_since = None
-        code = self.fault_params("fault_code").get("code", 1) if self.fault_active("fault_code") else None
-        self.model.fault_cause = FaultCode(int(code)) if code is not None else None
-        self.model.advance_to(now - self._t0 - self._frozen_total)
-
-    def inject(self, fault: str, for_s: float | None = None, **params: Any) -> None:
-        """Switch a fault on, for `for_s` seconds or until cleared."""
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
-        if fault == "fault_code" and not 1 <= int(params.get("code", 1)) <= max(FaultCode):
-            raise ValueError(f"fault_code code {params['code']}: use 1–{max(FaultCode)} (FAULT_CODE)")
-        if fault == "exception" and int(params.get("code", 4)) not in {int(c) for c in ExcCodes}:
-            raise ValueError(f"exception code {params['code']}: not a Modbus exception code")
-        self.sync()  # what happened before the fault happened without it
-        self.faults[fault] = (self.now() + for_s if for_s else float("inf"), params)
-        self.sync()
-        log.info("sim_fault_on", device="brake_tester", fault=fault, for_s=for_s, **params)
-        if fault == "lost_link" and not self._link_down and self._loop is not None:
-            self._link_down = True
-            task = self._loop.create_task(self._set_link(up=False))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
 
     def forced_exception(self) -> int | None:
         self.requests += 1

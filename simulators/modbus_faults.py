@@ -1,21 +1,24 @@
 """The timed faults and the serving of the two Modbus simulators (brake tester, dynamometer),
 written once.
 
-A fault is on from `inject()` until its time runs out or `clear()`; while on it changes what the
+The faults (`FAULTS`) are the same on both devices. A fault is on from `inject()` until its time
+runs out or `clear()`; while on it changes what the
 device does (each simulator reads `fault_active`/`fault_params` where it matters) and, for
 `silence` and `crc_error`, what goes out on the wire (`_trace_packet`); `lost_link` pulls the
 cable: the RTU bridge's and the TCP server's (`_tick`, `_set_link`). The servers themselves come up
 and go down here too (`_tcp_up`, `_rtu_up`, `_serve_down`: a busy TCP port is one line naming the
-device, not pymodbus's traceback). Each simulator keeps its own `inject` (which faults it knows,
-and what switching one on does there), `now`, `sync` and `_server_parts` (its register image).
+device, not pymodbus's traceback). Each simulator keeps its physics (`model`, with `fault_cause` and
+`advance_to`), its `FaultCode` enum (`fault_codes`) and `_server_parts` (its register image).
 """
 
 from __future__ import annotations
 
 import asyncio
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
@@ -25,6 +28,8 @@ from simulators.line import LineTiming
 
 #: how often the simulators look at their faults (the lost link's cable in and out)
 TICK_S = 0.02
+#: the faults either Modbus simulator can be given (the manuals' failure modes, and the cable)
+FAULTS = frozenset({"silence", "crc_error", "exception", "frozen_index", "fault_code", "lost_link"})
 
 
 class ModbusFaults:
@@ -34,6 +39,13 @@ class ModbusFaults:
     device: ClassVar[str]
     #: the simulator's logger (its events keep the logger name they had)
     fault_log: ClassVar[Any]
+    #: the device's FAULT_CODE values (protocols/…: FaultCode)
+    fault_codes: ClassVar[type[IntEnum]]
+    #: the device's physics: `fault_cause` and `advance_to(t)` on the simulator's clock
+    model: Any
+    _frozen_since: float | None
+    _frozen_total: float
+    _tasks: set[asyncio.Task[None]]
     faults: dict[str, tuple[float, dict[str, Any]]]
     tcp_address: tuple[str, int] | None
     tcp_port: int | None
@@ -50,10 +62,47 @@ class ModbusFaults:
     _link_down: bool
 
     def now(self) -> float:
-        raise NotImplementedError
+        assert self._loop is not None, "start() the simulator first"
+        return self._loop.time()
 
     def sync(self) -> None:
-        raise NotImplementedError
+        """Bring the device up to now: produce what is due, apply fault causes. While
+        `frozen_index` is on the device stands still (its clock does not count that time)."""
+        now = self.now()
+        if self.fault_active("frozen_index"):
+            if self._frozen_since is None:
+                self._frozen_since = now
+            return
+        if self._frozen_since is not None:
+            self._frozen_total += now - self._frozen_since
+            self._frozen_since = None
+        code = self.fault_params("fault_code").get("code", 1) if self.fault_active("fault_code") else None
+        self.model.fault_cause = self.fault_codes(int(code)) if code is not None else None
+        self.model.advance_to(now - self._t0 - self._frozen_total)
+
+    def inject(self, fault: str, for_s: float | None = None, **params: Any) -> None:
+        """Switch a fault on, for `for_s` seconds or until cleared."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
+        top = max(self.fault_codes)
+        if fault == "fault_code" and not 1 <= int(params.get("code", 1)) <= top:
+            raise ValueError(f"fault_code code {params['code']}: use 1–{top} (FAULT_CODE)")
+        if fault == "exception" and int(params.get("code", 4)) not in {int(c) for c in ExcCodes}:
+            raise ValueError(f"exception code {params['code']}: not a Modbus exception code")
+        self.sync()  # what happened before the fault happened without it
+        self.faults[fault] = (self.now() + for_s if for_s else float("inf"), params)
+        self.sync()
+        self.fault_log.info("sim_fault_on", device=self.device, fault=fault, for_s=for_s, **params)
+        if fault == "lost_link" and not self._link_down and self._loop is not None:
+            self._link_down = True
+            self._spawn(self._set_link(up=False), f"{self.device}-link-down")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        """A task of the simulator's, kept until done (close() ends those still running)."""
+        assert self._loop is not None
+        task = self._loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _server_parts(self, unit_id: int, own_unit_only: int | None) -> tuple[Any, Any]:
         """The pymodbus SimDevice for `unit_id` and the simulator's datastore that serves it."""
