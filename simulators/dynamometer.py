@@ -140,6 +140,7 @@ class DynamometerSimulator(ModbusFaults):
         writers: dict[Path, asyncio.StreamWriter | None] = dict.fromkeys(self.tailpipe)
         retry_at: dict[Path, float] = dict.fromkeys(self.tailpipe, 0.0)
         loop = asyncio.get_running_loop()
+        next_at = loop.time()
         try:
             while True:
                 self.sync()
@@ -165,7 +166,10 @@ class DynamometerSimulator(ModbusFaults):
                         writer.close()
                         writers[path] = None
                         retry_at[path] = loop.time() + TAILPIPE_RETRY_S
-                await asyncio.sleep(TAILPIPE_PERIOD_S)
+                # on a 10 Hz grid, as the engine state is sent on the manual's tick: the work of a
+                # turn does not stretch the period (a turn that came far too late starts a new grid)
+                next_at = max(next_at + TAILPIPE_PERIOD_S, loop.time() - TAILPIPE_PERIOD_S)
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
         finally:
             for writer in writers.values():
                 if writer is not None:
